@@ -1,0 +1,122 @@
+package attach
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/nri-netattach/nri-netattach/config"
+)
+
+// prepare builds what CNI ADD and DEL are called with for one attachment
+// (§7.2): the conflist, with the pod's cni-args injected as "args.cni" into
+// every plugin (where Multus puts them), CNI_ARGS with the pod's identity
+// and the scalar cni-args, and the capability arguments.
+func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
+	sel := &att.Selection
+	conf := att.Network.List.Bytes
+	if len(sel.CNIArgs) > 0 {
+		var err error
+		if conf, err = injectCNIArgs(conf, sel.CNIArgs); err != nil {
+			return Attachment{}, fmt.Errorf("cni-args: %w", err)
+		}
+	}
+	args := [][2]string{
+		{"IgnoreUnknown", "1"},
+		{"K8S_POD_NAMESPACE", pod.Namespace},
+		{"K8S_POD_NAME", pod.Name},
+		{"K8S_POD_INFRA_CONTAINER_ID", pod.SandboxID},
+		{"K8S_POD_UID", pod.UID},
+	}
+	for k, v := range sel.CNIArgs {
+		if s, ok := scalar(v); ok && !strings.ContainsAny(k+s, ";=") {
+			args = append(args, [2]string{k, s})
+		}
+	}
+	caps := map[string]any{}
+	if len(sel.IPs) > 0 {
+		caps["ips"] = sel.IPs
+	}
+	if sel.MAC != "" {
+		caps["mac"] = sel.MAC
+	}
+	if sel.InfinibandGUID != "" {
+		caps["infinibandGUID"] = sel.InfinibandGUID
+	}
+	if len(sel.PortMappings) > 0 {
+		caps["portMappings"] = sel.PortMappings
+	}
+	if sel.Bandwidth != nil {
+		caps["bandwidth"] = sel.Bandwidth
+	}
+	if att.DeviceID != "" {
+		caps["deviceID"] = att.DeviceID
+	}
+	if len(caps) == 0 {
+		caps = nil
+	}
+	return Attachment{
+		Network:        att.Network.Ref.String(),
+		IfName:         att.IfName,
+		Config:         conf,
+		CNIArgs:        args,
+		CapabilityArgs: caps,
+	}, nil
+}
+
+// runtimeConf is the libcni RuntimeConf of an attachment.
+func (a *Attachment) runtimeConf(sandboxID, netns string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID:    sandboxID,
+		NetNS:          netns,
+		IfName:         a.IfName,
+		Args:           a.CNIArgs,
+		CapabilityArgs: a.CapabilityArgs,
+	}
+}
+
+// scalar renders a JSON scalar as a CNI_ARGS value.
+func scalar(v any) (string, bool) {
+	switch t := v.(type) {
+	case string:
+		return t, true
+	case bool:
+		return strconv.FormatBool(t), true
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64), true
+	default:
+		return "", false
+	}
+}
+
+// injectCNIArgs merges args into "args.cni" of every plugin of a conflist.
+func injectCNIArgs(conflist []byte, args map[string]any) ([]byte, error) {
+	var list map[string]any
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		return nil, err
+	}
+	plugins, _ := list["plugins"].([]any)
+	for _, p := range plugins {
+		pm, ok := p.(map[string]any)
+		if !ok {
+			continue
+		}
+		outer, _ := pm["args"].(map[string]any)
+		if outer == nil {
+			outer = map[string]any{}
+		}
+		cni, _ := outer["cni"].(map[string]any)
+		if cni == nil {
+			cni = map[string]any{}
+		}
+		for k, v := range args {
+			cni[k] = v
+		}
+		outer["cni"] = cni
+		pm["args"] = outer
+	}
+	return json.Marshal(list)
+}

@@ -1,0 +1,311 @@
+// Package attach does the CNI work of nri-netattach: for one sandbox, it
+// ADDs the resolved attachments in order through libcni and rolls back on
+// failure, DELs them in reverse at teardown, and keeps the records, the
+// libcni result cache and the network-status file that make this survive
+// restarts. It knows nothing of NRI: it is given a Pod and a list of
+// config.Attachment.
+package attach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/nri-netattach/nri-netattach/config"
+)
+
+// Pod is the sandbox to attach networks to.
+type Pod struct {
+	SandboxID string
+	Namespace string
+	Name      string
+	UID       string
+	// NetNS is the path of the pod's network namespace.
+	NetNS string
+	// IPs are the primary network's addresses, from the runtime.
+	IPs []string
+	// PrimaryInterface and PrimaryMAC describe the runtime's own interface
+	// (eth0) for the status file.
+	PrimaryInterface string
+	PrimaryMAC       string
+}
+
+// Options configure a Manager.
+type Options struct {
+	// StateDir holds records (StateDir/sandboxes) and libcni's result
+	// cache (StateDir/cache).
+	StateDir string
+	// StatusDir receives POD_UID.json network-status files.
+	StatusDir string
+	// CNIBinDirs are searched for CNI plugins.
+	CNIBinDirs []string
+}
+
+// Manager attaches and detaches the networks of sandboxes. It serializes
+// work per sandbox; different sandboxes proceed in parallel.
+type Manager struct {
+	cni       *libcni.CNIConfig
+	recs      records
+	statusDir string
+	locks     keyedMutex
+}
+
+// Stats tell where an attach spent its time.
+type Stats struct {
+	Total time.Duration
+	// CNI is the time spent in CNI plugin processes.
+	CNI time.Duration
+}
+
+// New creates the state directories and returns a Manager.
+func New(o Options) (*Manager, error) {
+	recDir := filepath.Join(o.StateDir, recordsDir)
+	cacheDir := filepath.Join(o.StateDir, "cache")
+	for _, d := range []string{recDir, cacheDir, o.StatusDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	return &Manager{
+		cni:       libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, cacheDir, pluginExec{}),
+		recs:      records{dir: recDir},
+		statusDir: o.StatusDir,
+	}, nil
+}
+
+// Attach adds atts to the pod, in order (§7). If any step fails, what was
+// added is DELeted in reverse and the error names the network and the
+// interface. ctx's deadline bounds everything: a third of the time left is
+// kept for the rollback, so that a hung plugin is killed and rolled back
+// before the deadline. A record left by an interrupted attach of the same
+// sandbox is cleaned up first.
+func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment) (Stats, error) {
+	defer m.locks.lock(pod.SandboxID)()
+	start := time.Now()
+	var cniTime atomic.Int64
+	ctx = withTimer(ctx, &cniTime)
+	addCtx, rollbackCtx, cancel := splitDeadline(ctx)
+	defer cancel()
+	stats := func() Stats {
+		return Stats{Total: time.Since(start), CNI: time.Duration(cniTime.Load())}
+	}
+
+	if old, err := m.recs.get(pod.SandboxID); err != nil || old != nil {
+		if err == nil {
+			err = m.detachLocked(rollbackCtx, old)
+		}
+		if err != nil {
+			return stats(), fmt.Errorf("cleaning up an earlier attach of this sandbox: %w", err)
+		}
+		if err := m.recs.delete(pod.SandboxID); err != nil {
+			return stats(), err
+		}
+	}
+	if len(atts) == 0 {
+		return stats(), nil
+	}
+
+	rec := &Record{
+		SandboxID: pod.SandboxID, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+		NetNS: pod.NetNS, State: StateAttaching, Created: time.Now().UTC(),
+	}
+	for i := range atts {
+		a, err := prepare(&pod, &atts[i])
+		if err != nil {
+			return stats(), fmt.Errorf("%s: %w", atts[i].Label(), err)
+		}
+		rec.Attachments = append(rec.Attachments, a)
+	}
+	if err := m.recs.put(rec); err != nil {
+		return stats(), fmt.Errorf("writing record: %w", err)
+	}
+
+	for i := range rec.Attachments {
+		if err := m.add(addCtx, rec, i, &atts[i]); err != nil {
+			return stats(), m.rollback(rollbackCtx, rec, i, err)
+		}
+	}
+	for i := range atts {
+		gws := atts[i].Selection.DefaultRoute
+		if len(gws) == 0 {
+			continue
+		}
+		if err := setDefaultRoute(pod.NetNS, atts[i].IfName, gws); err != nil {
+			err = fmt.Errorf("%s: %w", atts[i].Label(), err)
+			return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, err)
+		}
+		rec.Attachments[i].Status.Default = true
+	}
+	if err := m.writeStatus(&pod, rec.Attachments); err != nil {
+		return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, fmt.Errorf("writing status file: %w", err))
+	}
+	rec.State = StateAttached
+	if err := m.recs.put(rec); err != nil {
+		return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, fmt.Errorf("writing record: %w", err))
+	}
+	return stats(), nil
+}
+
+// add runs CNI ADD for attachment i and records its status.
+func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attachment) error {
+	a := &rec.Attachments[i]
+	list, err := libcni.ConfListFromBytes(a.Config)
+	if err != nil {
+		return fmt.Errorf("%s: %w", att.Label(), err)
+	}
+	res, err := m.cni.AddNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, rec.NetNS))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s: timed out: %w", att.Label(), err)
+		}
+		return fmt.Errorf("%s: CNI ADD failed: %w", att.Label(), err)
+	}
+	a.Status, err = statusFromResult(a.Network, a.IfName, res)
+	if err != nil {
+		return fmt.Errorf("%s: %w", att.Label(), err)
+	}
+	return nil
+}
+
+// rollback DELs attachments last..0 after cause, and returns cause, with
+// the rollback's own failures if any. Attachments whose DEL failed stay
+// recorded: teardown and resync retry them.
+func (m *Manager) rollback(ctx context.Context, rec *Record, last int, cause error) error {
+	rec.Attachments = rec.Attachments[:last+1]
+	if err := m.detachLocked(ctx, rec); err != nil {
+		return errors.Join(cause, fmt.Errorf("rollback incomplete, retried at teardown: %w", err))
+	}
+	if err := m.recs.delete(rec.SandboxID); err != nil {
+		return errors.Join(cause, fmt.Errorf("rollback: %w", err))
+	}
+	return cause
+}
+
+// Detach DELs every attachment of a sandbox in reverse order
+// (StopPodSandbox). The record stays, marked detached, until Remove. A
+// sandbox without a record is a no-op. Failures are returned, each naming
+// the pod's network and interface; what failed stays recorded.
+func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
+	defer m.locks.lock(sandboxID)()
+	rec, err := m.recs.get(sandboxID)
+	if err != nil || rec == nil {
+		return err
+	}
+	return m.detachLocked(ctx, rec)
+}
+
+// Remove DELs whatever is left of a sandbox and forgets it: its record and
+// its status file (RemovePodSandbox). If a DEL still fails, the record is
+// kept so that a later resync retries it.
+func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
+	defer m.locks.lock(sandboxID)()
+	rec, err := m.recs.get(sandboxID)
+	if err != nil || rec == nil {
+		return err
+	}
+	detachErr := m.detachLocked(ctx, rec)
+	var errs []error
+	if err := m.removeStatus(rec); err != nil {
+		errs = append(errs, err)
+	}
+	if detachErr != nil {
+		return errors.Join(append(errs, detachErr)...)
+	}
+	if err := m.recs.delete(sandboxID); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// detachLocked DELs rec's attachments in reverse and rewrites (or, when
+// nothing is left and the sandbox is gone, keeps) the record.
+func (m *Manager) detachLocked(ctx context.Context, rec *Record) error {
+	var errs []error
+	var left []Attachment
+	for i := len(rec.Attachments) - 1; i >= 0; i-- {
+		a := rec.Attachments[i]
+		if err := m.del(ctx, rec, &a); err != nil {
+			errs = append(errs, fmt.Errorf("network %s (interface %s): CNI DEL failed: %w", a.Network, a.IfName, err))
+			left = append([]Attachment{a}, left...)
+		}
+	}
+	rec.Attachments = left
+	if len(left) == 0 {
+		rec.State = StateDetached
+	}
+	if err := m.recs.put(rec); err != nil {
+		errs = append(errs, fmt.Errorf("writing record: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// del runs CNI DEL for one attachment from its recorded configuration;
+// libcni adds the cached result as prevResult. A netns that is gone is
+// passed as empty, which plugins treat as "release what you can".
+func (m *Manager) del(ctx context.Context, rec *Record, a *Attachment) error {
+	list, err := libcni.ConfListFromBytes(a.Config)
+	if err != nil {
+		return err
+	}
+	netns := rec.NetNS
+	if !NetNSExists(netns) {
+		netns = ""
+	}
+	return m.cni.DelNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, netns))
+}
+
+// removeStatus deletes the pod's status file, unless another sandbox of
+// the same pod (a recreated sandbox) owns it now.
+func (m *Manager) removeStatus(rec *Record) error {
+	if rec.UID == "" {
+		return nil
+	}
+	all, _ := m.recs.list()
+	for _, o := range all {
+		if o.UID == rec.UID && o.SandboxID != rec.SandboxID && o.State == StateAttached {
+			return nil
+		}
+	}
+	if err := os.Remove(m.statusPath(rec.UID)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// Records returns the record of every known sandbox.
+func (m *Manager) Records() ([]*Record, error) { return m.recs.list() }
+
+// Record returns the record of one sandbox, or nil.
+func (m *Manager) Record(sandboxID string) (*Record, error) { return m.recs.get(sandboxID) }
+
+// splitDeadline derives the ADD context (two thirds of the time left) and
+// the rollback context (up to the full deadline, not cancelled with ctx).
+func splitDeadline(ctx context.Context) (add, rollback context.Context, cancel func()) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return ctx, context.WithoutCancel(ctx), func() {}
+	}
+	reserve := time.Until(dl) / 3
+	add, c1 := context.WithDeadline(ctx, dl.Add(-reserve))
+	rollback, c2 := context.WithDeadline(context.WithoutCancel(ctx), dl)
+	return add, rollback, func() { c1(); c2() }
+}
+
+// Gone returns the records whose network namespace no longer exists: the
+// sandbox was stopped without the plugin hearing of it.
+func (m *Manager) Gone() ([]*Record, error) {
+	all, err := m.recs.list()
+	var gone []*Record
+	for _, r := range all {
+		if !NetNSExists(r.NetNS) {
+			gone = append(gone, r)
+		}
+	}
+	return gone, err
+}

@@ -1,0 +1,162 @@
+package attach
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Record states.
+const (
+	// StateAttaching: written before the first CNI ADD. A record left in
+	// this state (plugin killed mid-attach) lists every attachment that may
+	// exist, so that it can still be DELeted.
+	StateAttaching = "attaching"
+	// StateAttached: every attachment was added and the status file written.
+	StateAttached = "attached"
+	// StateDetached: the sandbox was stopped; what could be DELeted was.
+	StateDetached = "detached"
+)
+
+// Record is what nri-netattach remembers of one sandbox, in
+// stateDir/sandboxes/SANDBOX_ID.json. It is the write-ahead log of the
+// attach: it holds, for every attachment, the exact configuration and
+// arguments given to CNI ADD, so a DEL works after a crash, after the
+// definition changed or was deleted, and even when libcni's cache entry is
+// missing or corrupt.
+type Record struct {
+	SandboxID   string       `json:"sandboxId"`
+	Namespace   string       `json:"namespace"`
+	Name        string       `json:"name"`
+	UID         string       `json:"uid"`
+	NetNS       string       `json:"netns"`
+	State       string       `json:"state"`
+	Created     time.Time    `json:"created"`
+	Attachments []Attachment `json:"attachments"`
+}
+
+// Attachment is one network attachment of a sandbox.
+type Attachment struct {
+	// Network is the reference the pod used (NAME or NAMESPACE/NAME).
+	Network string `json:"network"`
+	IfName  string `json:"ifName"`
+	// Config is the conflist exactly as given to libcni.
+	Config         json.RawMessage `json:"config"`
+	CNIArgs        [][2]string     `json:"cniArgs,omitempty"`
+	CapabilityArgs map[string]any  `json:"capabilityArgs,omitempty"`
+	// Status is the attachment's entry in the network-status file, set
+	// once it is attached.
+	Status *NetworkStatus `json:"status,omitempty"`
+}
+
+// PodName returns NAMESPACE/NAME.
+func (r *Record) PodName() string { return r.Namespace + "/" + r.Name }
+
+type records struct{ dir string }
+
+// ListRecords reads the records under a state directory without creating
+// anything (for `status`).
+func ListRecords(stateDir string) ([]*Record, error) {
+	return records{dir: filepath.Join(stateDir, recordsDir)}.list()
+}
+
+// recordsDir is where records live under the state directory.
+const recordsDir = "sandboxes"
+
+func (rs records) path(id string) string { return filepath.Join(rs.dir, id+".json") }
+
+// get returns the record of a sandbox, or nil when there is none.
+func (rs records) get(id string) (*Record, error) {
+	data, err := os.ReadFile(rs.path(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("record %s: %w", rs.path(id), err)
+	}
+	return &r, nil
+}
+
+// put writes a record atomically. No fsync: the page cache survives a
+// plugin crash, and a node crash takes every pod netns with it.
+func (rs records) put(r *Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(rs.path(r.SandboxID), data)
+}
+
+func (rs records) delete(id string) error {
+	err := os.Remove(rs.path(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// list returns every record; unreadable ones are returned as errors
+// alongside the good ones.
+func (rs records) list() ([]*Record, error) {
+	entries, err := os.ReadDir(rs.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	var errs []error
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		r, err := rs.get(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames
+// it into place, so readers never see a partial file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

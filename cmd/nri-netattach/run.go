@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/plugin"
+)
+
+// DefaultSocket is containerd's default NRI socket.
+const DefaultSocket = "/var/run/nri/nri.sock"
+
+func runCmd(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var (
+		cfgPath   = fs.String("config", "", "configuration file (YAML or JSON); default: the runtime's, else built-in defaults")
+		socket    = fs.String("socket", DefaultSocket, "the runtime's NRI socket")
+		name      = fs.String("plugin-name", "netattach", "plugin name to register with")
+		idx       = fs.String("plugin-idx", "10", "plugin index (order among NRI plugins)")
+		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		logFormat = fs.String("log-format", "text", "log format: text or json")
+		resync    = fs.Duration("resync-interval", 5*time.Second, "how often to check that recorded pod network namespaces still exist")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nri-netattach:", err)
+		return 2
+	}
+	var cfg *config.Config
+	if *cfgPath != "" {
+		if cfg, err = config.Load(*cfgPath); err != nil {
+			log.WithError(err).Error("invalid configuration")
+			return 1
+		}
+	}
+	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log}
+	if os.Getenv(api.PluginSocketEnvVar) != "" {
+		// Launched by the runtime (pre-installed): it passes the
+		// connection, name and index itself.
+		opts.Socket, opts.Name, opts.Index = "", "", ""
+	}
+	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
+		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync}
+	log.WithFields(fields).Info("starting nri-netattach")
+
+	p, err := plugin.New(opts)
+	if err != nil {
+		log.WithError(err).Error("cannot start")
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := p.Run(ctx); err != nil {
+		log.WithError(err).Error("stopped")
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func newLogger(level, format string) (*logrus.Logger, error) {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	lv, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	l.SetLevel(lv)
+	switch format {
+	case "text":
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+	}
+	return l, nil
+}

@@ -1,0 +1,192 @@
+// Package config holds what nri-netattach is told: the plugin configuration
+// (§4 of the contract), the network definitions in networksDir (§5), the pod
+// annotation that selects them (§6), and the pure resolution of a pod to an
+// ordered list of attachments with interface names.
+//
+// It never runs a CNI plugin and knows nothing of NRI: everything here is a
+// function of its inputs (and, for definitions, of files on disk), so it is
+// table-tested without root.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Defaults (§4).
+const (
+	DefaultNetworksDir = "/etc/nri-netattach/networks.d"
+	DefaultCNIBinDir   = "/opt/cni/bin"
+	DefaultStateDir    = "/var/lib/nri-netattach"
+	DefaultStatusDir   = "/run/nri-netattach/pods"
+	DefaultAnnotation  = "k8s.v1.cni.cncf.io/networks"
+)
+
+// Config is the plugin configuration. Zero values are replaced by defaults
+// in Default.
+type Config struct {
+	// NetworksDir holds the network definitions (§5).
+	NetworksDir string `json:"networksDir,omitempty"`
+	// CNIBinDirs are searched, in order, for CNI plugin binaries.
+	CNIBinDirs []string `json:"cniBinDirs,omitempty"`
+	// StateDir holds the libcni result cache and the per-sandbox records.
+	StateDir string `json:"stateDir,omitempty"`
+	// StatusDir receives POD_UID.json network-status files.
+	StatusDir string `json:"statusDir,omitempty"`
+	// Annotation is the pod annotation that lists the networks.
+	Annotation string `json:"annotation,omitempty"`
+	// DefaultNetworks are attached to every non-hostNetwork pod, before the
+	// annotated ones.
+	DefaultNetworks []string `json:"defaultNetworks,omitempty"`
+	// AttachTimeout bounds one pod's attach. Zero means: derived from the
+	// runtime's NRI request timeout, minus a safety margin.
+	AttachTimeout Duration `json:"attachTimeout,omitempty"`
+}
+
+// Duration is a time.Duration that reads "1.5s" or a number of seconds.
+type Duration time.Duration
+
+// UnmarshalJSON accepts a Go duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n float64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("duration must be a string like \"1.5s\" or a number of seconds")
+	}
+	*d = Duration(n * float64(time.Second))
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// Parse decodes a YAML or JSON configuration strictly (unknown fields are
+// errors), fills in defaults and validates it. Empty input gives the
+// defaults.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	if len(strings.TrimSpace(string(data))) > 0 {
+		if err := yaml.UnmarshalStrict(data, c); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	c.Default()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Default fills in every unset field.
+func (c *Config) Default() {
+	if c.NetworksDir == "" {
+		c.NetworksDir = DefaultNetworksDir
+	}
+	if len(c.CNIBinDirs) == 0 {
+		c.CNIBinDirs = []string{DefaultCNIBinDir}
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.StatusDir == "" {
+		c.StatusDir = DefaultStatusDir
+	}
+	if c.Annotation == "" {
+		c.Annotation = DefaultAnnotation
+	}
+}
+
+// FieldError is one configuration problem, with the path of its field.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Validate returns every problem of a defaulted configuration, joined, each
+// a *FieldError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	absDir := func(field, dir string) {
+		if !filepath.IsAbs(dir) {
+			bad(field, "must be an absolute path, got %q", dir)
+		}
+	}
+	absDir("networksDir", c.NetworksDir)
+	absDir("stateDir", c.StateDir)
+	absDir("statusDir", c.StatusDir)
+	for i, d := range c.CNIBinDirs {
+		absDir(fmt.Sprintf("cniBinDirs[%d]", i), d)
+	}
+	if err := validateAnnotationKey(c.Annotation); err != nil {
+		bad("annotation", "%v", err)
+	}
+	for i, ref := range c.DefaultNetworks {
+		if _, err := ParseRef(ref); err != nil {
+			bad(fmt.Sprintf("defaultNetworks[%d]", i), "%v", err)
+		}
+	}
+	if c.AttachTimeout < 0 {
+		bad("attachTimeout", "must not be negative, got %s", time.Duration(c.AttachTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// validateAnnotationKey checks a Kubernetes annotation key: an optional
+// DNS-subdomain prefix and a name of at most 63 characters.
+func validateAnnotationKey(key string) error {
+	prefix, name, found := strings.Cut(key, "/")
+	if !found {
+		name, prefix = prefix, ""
+	}
+	if prefix != "" {
+		for _, label := range strings.Split(prefix, ".") {
+			if err := validateDNSLabel(label); err != nil {
+				return fmt.Errorf("invalid annotation key %q: prefix: %w", key, err)
+			}
+		}
+	}
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("invalid annotation key %q: name must be 1 to 63 characters", key)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("invalid annotation key %q: character %q not allowed", key, r)
+		}
+	}
+	return nil
+}

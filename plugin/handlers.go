@@ -1,0 +1,133 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
+)
+
+// RunPodSandbox attaches the pod's secondary networks (§7). An error fails
+// the sandbox; kubelet retries it.
+func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	log := podLog(p.log, pod)
+	st := p.current()
+	if st == nil {
+		return fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), errNotConfigured)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
+	defer cancel()
+	n, stats, err := p.attach(ctx, st, pod, log)
+	if err != nil {
+		err = fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
+		log.WithError(err).WithField("elapsed", stats.Total).Error("attach failed; sandbox rejected")
+		return err
+	}
+	if n > 0 {
+		log.WithFields(logrus.Fields{"networks": n, "elapsed": stats.Total, "cni": stats.CNI}).Info("attached")
+	}
+	return nil
+}
+
+// attach resolves and attaches what the pod asks for, returning how many
+// networks it attached.
+func (p *Plugin) attach(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (int, attach.Stats, error) {
+	sels, err := st.cfg.PodSelections(pod.GetAnnotations())
+	if err != nil {
+		return 0, attach.Stats{}, err
+	}
+	netns := netnsPath(pod)
+	if netns == "" {
+		if len(sels) > 0 && pod.GetAnnotations()[st.cfg.Annotation] != "" {
+			log.Warn("hostNetwork pod carries the networks annotation; nothing attached")
+		}
+		return 0, attach.Stats{}, nil
+	}
+	if len(sels) == 0 {
+		return 0, attach.Stats{}, nil
+	}
+	links, err := attach.InspectNetNS(netns)
+	if err != nil {
+		return 0, attach.Stats{}, err
+	}
+	ap := attach.Pod{
+		SandboxID: pod.GetId(), Namespace: pod.GetNamespace(), Name: pod.GetName(),
+		UID: pod.GetUid(), NetNS: netns, IPs: pod.GetIps(),
+	}
+	names := make([]string, len(links))
+	for i, l := range links {
+		names[i] = l.Name
+		if l.Name == "eth0" {
+			ap.PrimaryInterface, ap.PrimaryMAC = l.Name, l.MAC
+		}
+	}
+	atts, err := config.Resolve(pod.GetNamespace(), sels, names, st.store.Lookup)
+	if err != nil {
+		return 0, attach.Stats{}, err
+	}
+	stats, err := st.mgr.Attach(ctx, ap, atts)
+	return len(atts), stats, err
+}
+
+// StopPodSandbox DELs the sandbox's attachments (§8). Errors are logged,
+// never returned: teardown is never blocked.
+func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	p.teardown(ctx, pod, "stop", func(ctx context.Context, m *attach.Manager) error {
+		return m.Detach(ctx, pod.GetId())
+	})
+	return nil
+}
+
+// RemovePodSandbox DELs what is left and forgets the sandbox (§8).
+func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	p.teardown(ctx, pod, "remove", func(ctx context.Context, m *attach.Manager) error {
+		return m.Remove(ctx, pod.GetId())
+	})
+	return nil
+}
+
+func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string, fn func(context.Context, *attach.Manager) error) {
+	st := p.current()
+	if st == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
+	defer cancel()
+	start := time.Now()
+	if err := fn(ctx, st.mgr); err != nil {
+		p.failures.Store(pod.GetId(), true)
+		podLog(p.log, pod).WithError(err).Errorf("%s: detach incomplete; the resync retries it", what)
+		return
+	}
+	podLog(p.log, pod).WithField("elapsed", time.Since(start)).Debugf("%s: detached", what)
+}
+
+// netnsPath returns the pod's network namespace path, or "" for a
+// hostNetwork pod.
+func netnsPath(pod *api.PodSandbox) string {
+	for _, ns := range pod.GetLinux().GetNamespaces() {
+		if ns.GetType() == "network" {
+			return ns.GetPath()
+		}
+	}
+	return ""
+}
+
+func podLog(l *logrus.Logger, pod *api.PodSandbox) *logrus.Entry {
+	return l.WithFields(logrus.Fields{
+		"pod":     pod.GetNamespace() + "/" + pod.GetName(),
+		"sandbox": shortID(pod.GetId()),
+	})
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

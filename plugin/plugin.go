@@ -1,0 +1,150 @@
+// Package plugin wires nri-netattach to the container runtime through NRI.
+// Its handlers are thin: they turn an NRI pod into an attach.Pod, resolve
+// what the pod asks for with package config, and hand the CNI work to
+// package attach under a deadline derived from the runtime's NRI request
+// timeout. It also keeps the connection (reconnect with backoff) and the
+// resync that catches sandboxes whose teardown events never come.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
+)
+
+// The NRI events nri-netattach handles.
+var (
+	_ stub.ConfigureInterface   = (*Plugin)(nil)
+	_ stub.SynchronizeInterface = (*Plugin)(nil)
+	_ stub.RunPodInterface      = (*Plugin)(nil)
+	_ stub.StopPodInterface     = (*Plugin)(nil)
+	_ stub.RemovePodInterface   = (*Plugin)(nil)
+)
+
+// Options configure a Plugin.
+type Options struct {
+	// Config from --config. When nil, the configuration the runtime passes
+	// to Configure is used, else the defaults.
+	Config *config.Config
+	// Name and Index register the plugin with the runtime.
+	Name  string
+	Index string
+	// Socket is the runtime's NRI socket (external mode).
+	Socket string
+	// ResyncInterval is the period of the netns check (§8, §9).
+	ResyncInterval time.Duration
+	Log            *logrus.Logger
+}
+
+// Plugin is the NRI plugin.
+type Plugin struct {
+	opts Options
+	log  *logrus.Logger
+	stub stub.Stub
+
+	mu    sync.RWMutex
+	state *state // nil until configured
+	// failures remembers sandboxes whose teardown failed, so the resync
+	// logs a failure once and its recovery once.
+	failures sync.Map
+}
+
+// state is everything derived from one configuration.
+type state struct {
+	cfg   *config.Config
+	store *config.Store
+	mgr   *attach.Manager
+}
+
+// New returns a plugin. Nothing is connected until Run.
+func New(o Options) (*Plugin, error) {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 5 * time.Second
+	}
+	p := &Plugin{opts: o, log: o.Log}
+	if o.Config != nil {
+		if err := p.setConfig(o.Config); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Plugin) setConfig(cfg *config.Config) error {
+	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr}
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Plugin) current() *state {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.state
+}
+
+// Configure takes the runtime's configuration for the plugin when no
+// --config was given (pre-installed mode), and logs the request timeout
+// that bounds every attach.
+func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api.EventMask, error) {
+	if p.opts.Config == nil {
+		c, err := config.Parse([]byte(cfg))
+		if err != nil {
+			return 0, fmt.Errorf("configuration from the runtime: %w", err)
+		}
+		if err := p.setConfig(c); err != nil {
+			return 0, err
+		}
+	}
+	st := p.current()
+	p.log.WithFields(logrus.Fields{
+		"runtime": runtime, "version": version,
+		"requestTimeout": p.requestTimeout(), "attachBudget": p.budget(st.cfg),
+		"networksDir": st.cfg.NetworksDir,
+	}).Info("configured by the runtime")
+	return 0, nil
+}
+
+// requestTimeout is the runtime's NRI request timeout, as announced in
+// Configure (the NRI default before that).
+func (p *Plugin) requestTimeout() time.Duration {
+	if p.stub != nil {
+		if t := p.stub.RequestTimeout(); t > 0 {
+			return t
+		}
+	}
+	return stub.DefaultRequestTimeout
+}
+
+// budget is the time one handler may take (§7.4): attachTimeout when set
+// and shorter, else the request timeout minus a margin for the reply to
+// reach the runtime: a fifth of it, and at least 250 ms. A plugin that
+// misses the runtime's deadline is dropped and the pod starts without its
+// networks, so this is correctness, not tuning.
+func (p *Plugin) budget(cfg *config.Config) time.Duration {
+	rt := p.requestTimeout()
+	b := rt - max(rt/5, 250*time.Millisecond)
+	if at := time.Duration(cfg.AttachTimeout); at > 0 && at < b {
+		b = at
+	}
+	return max(b, 100*time.Millisecond)
+}
+
+// errNotConfigured is returned when an event arrives before Configure.
+var errNotConfigured = errors.New("nri-netattach is not configured yet")

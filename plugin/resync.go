@@ -1,0 +1,115 @@
+package plugin
+
+import (
+	"context"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nri-netattach/nri-netattach/attach"
+)
+
+// resyncTimeout bounds the background work on one sandbox. The resync runs
+// outside any NRI request, so it is not bound by the runtime's timeout.
+const resyncTimeout = 30 * time.Second
+
+// Synchronize receives the runtime's live pods on every (re)connection
+// (§9). The work is done in the background: Synchronize, like every NRI
+// request, holds the runtime's lock for the whole node.
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, _ []*api.Container) ([]*api.ContainerUpdate, error) {
+	st := p.current()
+	if st == nil {
+		return nil, errNotConfigured
+	}
+	p.log.WithField("pods", len(pods)).Info("synchronizing with the runtime")
+	go p.reconcile(st, pods)
+	return nil, nil
+}
+
+// reconcile detaches and forgets the sandboxes that no longer exist, and
+// attaches live pods that lack the networks they ask for (the plugin was
+// not connected when they started, or was killed mid-attach).
+func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox) {
+	live := make(map[string]bool, len(pods))
+	for _, pod := range pods {
+		live[pod.GetId()] = true
+	}
+	recs, err := st.mgr.Records()
+	if err != nil {
+		p.log.WithError(err).Error("resync: reading records")
+	}
+	known := make(map[string]*attach.Record, len(recs))
+	for _, rec := range recs {
+		known[rec.SandboxID] = rec
+		if !live[rec.SandboxID] {
+			p.forget(st, rec, "sandbox no longer exists")
+		}
+	}
+	for _, pod := range pods {
+		rec := known[pod.GetId()]
+		if rec != nil && rec.State != attach.StateAttaching {
+			continue
+		}
+		netns := netnsPath(pod)
+		if netns == "" || !attach.NetNSExists(netns) {
+			continue
+		}
+		log := podLog(p.log, pod)
+		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+		n, stats, err := p.attach(ctx, st, pod, log)
+		cancel()
+		switch {
+		case err != nil:
+			log.WithError(err).Error("resync: attaching a pod that started while nri-netattach was not connected failed")
+		case n > 0:
+			log.WithFields(logrus.Fields{"networks": n, "elapsed": stats.Total}).Info("resync: attached a pod that started while nri-netattach was not connected")
+		}
+	}
+}
+
+// resyncLoop checks, every ResyncInterval, that the recorded sandboxes'
+// network namespaces still exist, and detaches those whose netns is gone:
+// the runtime sends no Stop/Remove for pods that existed before it
+// restarted (§8).
+func (p *Plugin) resyncLoop(ctx context.Context) {
+	t := time.NewTicker(p.opts.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := p.current()
+		if st == nil {
+			continue
+		}
+		gone, err := st.mgr.Gone()
+		if err != nil {
+			p.log.WithError(err).Error("resync: reading records")
+		}
+		for _, rec := range gone {
+			p.forget(st, rec, "network namespace is gone")
+		}
+	}
+}
+
+// forget detaches a dead sandbox and drops its record. A failure is logged
+// once; the next resync retries, and its success is logged.
+func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
+	log := p.log.WithFields(logrus.Fields{"pod": rec.PodName(), "sandbox": shortID(rec.SandboxID)})
+	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+	defer cancel()
+	n := len(rec.Attachments)
+	if err := st.mgr.Remove(ctx, rec.SandboxID); err != nil {
+		if _, seen := p.failures.LoadOrStore(rec.SandboxID, true); !seen {
+			log.WithError(err).Errorf("resync: detaching (%s) failed; will retry", reason)
+		}
+		return
+	}
+	if _, failed := p.failures.LoadAndDelete(rec.SandboxID); failed {
+		log.Info("resync: detach succeeded after earlier failures")
+	}
+	log.WithField("attachments", n).Infof("resync: detached and forgot sandbox (%s)", reason)
+}

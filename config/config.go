@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,17 @@ const (
 	DefaultStateDir    = "/var/lib/nri-netattach"
 	DefaultStatusDir   = "/run/nri-netattach/pods"
 	DefaultAnnotation  = "k8s.v1.cni.cncf.io/networks"
+	// DefaultPodResourcesSocket is the kubelet's PodResources API.
+	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+)
+
+// Attach modes (attachMode).
+const (
+	// AttachSync attaches inside RunPodSandbox.
+	AttachSync = "sync"
+	// AttachPipelined validates in RunPodSandbox, attaches in the
+	// background, and holds the pod's first CreateContainer until done.
+	AttachPipelined = "pipelined"
 )
 
 // Config is the plugin configuration. Zero values are replaced by defaults
@@ -48,6 +60,20 @@ type Config struct {
 	// AttachTimeout bounds one pod's attach. Zero means: derived from the
 	// runtime's NRI request timeout, minus a safety margin.
 	AttachTimeout Duration `json:"attachTimeout,omitempty"`
+	// AttachMode is AttachSync or AttachPipelined.
+	AttachMode string `json:"attachMode,omitempty"`
+	// StatusInContainers, when set, bind-mounts the pod's status file
+	// read-only into every container at Path.
+	StatusInContainers *StatusInContainers `json:"statusInContainers,omitempty"`
+	// PodResourcesSocket is the kubelet's PodResources API, asked for the
+	// devices of networks that name a device-plugin resource.
+	PodResourcesSocket string `json:"podResourcesSocket,omitempty"`
+}
+
+// StatusInContainers configures the status file mount.
+type StatusInContainers struct {
+	// Path is where containers see the file.
+	Path string `json:"path"`
 }
 
 // Duration is a time.Duration that reads "1.5s" or a number of seconds.
@@ -55,6 +81,10 @@ type Duration time.Duration
 
 // UnmarshalJSON accepts a Go duration string or a number of seconds.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" { // "attachTimeout:" with no value: unset
+		*d = 0
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
 		v, err := time.ParseDuration(s)
@@ -67,6 +97,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	var n float64
 	if err := json.Unmarshal(b, &n); err != nil {
 		return fmt.Errorf("duration must be a string like \"1.5s\" or a number of seconds")
+	}
+	if math.Abs(n) > float64(math.MaxInt64)/float64(time.Second) {
+		return fmt.Errorf("duration of %g seconds is too large", n)
 	}
 	*d = Duration(n * float64(time.Second))
 	return nil
@@ -124,6 +157,12 @@ func (c *Config) Default() {
 	if c.Annotation == "" {
 		c.Annotation = DefaultAnnotation
 	}
+	if c.AttachMode == "" {
+		c.AttachMode = DefaultAttachMode
+	}
+	if c.PodResourcesSocket == "" {
+		c.PodResourcesSocket = DefaultPodResourcesSocket
+	}
 }
 
 // FieldError is one configuration problem, with the path of its field.
@@ -160,6 +199,13 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("defaultNetworks[%d]", i), "%v", err)
 		}
 	}
+	if c.AttachMode != AttachSync && c.AttachMode != AttachPipelined {
+		bad("attachMode", "must be %q or %q, got %q", AttachSync, AttachPipelined, c.AttachMode)
+	}
+	if c.StatusInContainers != nil && !filepath.IsAbs(c.StatusInContainers.Path) {
+		bad("statusInContainers.path", "must be an absolute path, got %q", c.StatusInContainers.Path)
+	}
+	absDir("podResourcesSocket", c.PodResourcesSocket)
 	if c.AttachTimeout < 0 {
 		bad("attachTimeout", "must not be negative, got %s", time.Duration(c.AttachTimeout))
 	}
@@ -190,3 +236,6 @@ func validateAnnotationKey(key string) error {
 	}
 	return nil
 }
+
+// DefaultAttachMode is the attach mode when none is configured.
+const DefaultAttachMode = AttachSync

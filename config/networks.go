@@ -71,7 +71,6 @@ type Store struct {
 type cached struct {
 	id  fileID
 	net *Network
-	err error
 }
 
 type fileID struct {
@@ -95,8 +94,19 @@ func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
 	if ref.Namespace != "" && ref.Namespace != podNamespace {
 		return nil, fmt.Errorf("belongs to namespace %s, not to the pod's namespace %s", ref.Namespace, podNamespace)
 	}
-	if _, err := ParseRef(ref.String()); err != nil {
-		return nil, err
+	if err := validateDNSLabel(ref.Name); err != nil {
+		return nil, fmt.Errorf("network name: %w", err)
+	}
+	if ref.Namespace != "" {
+		if err := validateDNSLabel(ref.Namespace); err != nil {
+			return nil, fmt.Errorf("network namespace: %w", err)
+		}
+	}
+	if podNamespace != "" {
+		// It becomes a path component: never trust it to be a label.
+		if err := validateDNSLabel(podNamespace); err != nil {
+			return nil, fmt.Errorf("pod namespace: %w", err)
+		}
 	}
 	var candidates []Ref
 	if podNamespace != "" {
@@ -153,13 +163,19 @@ func (s *Store) load(ref Ref) (*Network, error) {
 	c, ok := s.cache[path]
 	s.mu.Unlock()
 	if ok && c.id == id {
-		return c.net, c.err
+		return c.net, nil
 	}
 	n, err := s.read(ref, path, fi)
+	if err != nil {
+		// Not cached: a broken definition may be fixed by something other
+		// than its own file (a CNI binary installed later), and it costs
+		// only the pods that ask for it.
+		return nil, err
+	}
 	s.mu.Lock()
-	s.cache[path] = cached{id: id, net: n, err: err}
+	s.cache[path] = cached{id: id, net: n}
 	s.mu.Unlock()
-	return n, err
+	return n, nil
 }
 
 func identity(fi os.FileInfo) fileID {

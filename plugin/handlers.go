@@ -104,7 +104,7 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 		podLog(p.log, pod).WithError(err).Errorf("%s: detach incomplete; the resync retries it", what)
 		return
 	}
-	podLog(p.log, pod).WithField("elapsed", time.Since(start)).Debugf("%s: detached", what)
+	podLog(p.log, pod).WithField("elapsed", time.Since(start)).Infof("%s: detached", what)
 }
 
 // netnsPath returns the pod's network namespace path, or "" for a

@@ -1,0 +1,43 @@
+# nri-netattach: the targets are a thin index over hack/*.sh.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+BIN     := bin/nri-netattach
+LDFLAGS := -s -w -X main.version=$(VERSION)
+DESTDIR ?=
+PREFIX  ?= /usr/local
+NETWORKS ?= /etc/nri-netattach/networks.d
+
+.PHONY: all build test test-unit e2e-deps demo bench install check-config fuzz clean
+
+all: build
+
+build: ## the binary, static
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nri-netattach
+
+test: ## every tier: hygiene, unit + root (-race), e2e on a private containerd
+	hack/test.sh
+
+test-unit: ## the unit tier only, no root needed
+	$(GO) test -race ./config/... ./attach/... ./plugin/... ./cmd/...
+
+e2e-deps: ## build pinned containerd, runc, CNI plugins and the pause image into .cache/e2e
+	hack/e2e-deps.sh
+
+demo: build e2e-deps ## a private containerd, the plugin, a pod with two secondary networks
+	hack/demo.sh
+
+bench: build e2e-deps ## pod start latency and wave timings on a private containerd
+	hack/bench.sh
+
+install: build ## node-image layout under DESTDIR (contract §2.1)
+	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) hack/install.sh $(BIN)
+
+check-config: build ## validate the networks in NETWORKS (for image build pipelines)
+	$(BIN) validate --networks $(NETWORKS)
+
+fuzz: ## run each fuzz target for 60s (not part of CI)
+	$(GO) test -run XXX -fuzz FuzzParseAnnotation -fuzztime 60s ./config/
+	$(GO) test -run XXX -fuzz FuzzParseDefinition -fuzztime 60s ./config/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs nri-netattach for a node image (contract §2.1):
+#   $DESTDIR/opt/nri/plugins/10-netattach        containerd launches it
+#   $DESTDIR/etc/nri/conf.d/10-netattach.conf    containerd hands it to Configure
+#   $DESTDIR/etc/nri-netattach/networks.d/       an example network
+#   $DESTDIR$PREFIX/bin/nri-netattach            the CLI (validate, status)
+# Usage: hack/install.sh BINARY   (DESTDIR and PREFIX from the environment)
+set -euo pipefail
+bin=${1:?usage: hack/install.sh BINARY}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr/local}
+
+install -D -m 0755 "$bin" "$DESTDIR/opt/nri/plugins/10-netattach"
+install -D -m 0755 "$bin" "$DESTDIR$PREFIX/bin/nri-netattach"
+# Never overwrite an operator's configuration or networks.
+if [ ! -e "$DESTDIR/etc/nri/conf.d/10-netattach.conf" ]; then
+  install -D -m 0644 "$repo/deploy/examples/10-netattach.conf" "$DESTDIR/etc/nri/conf.d/10-netattach.conf"
+fi
+install -d -m 0755 "$DESTDIR/etc/nri-netattach/networks.d"
+for f in "$repo"/deploy/examples/networks.d/*; do
+  dest="$DESTDIR/etc/nri-netattach/networks.d/$(basename "$f")"
+  [ -e "$dest" ] || install -m 0644 "$f" "$dest"
+done
+echo "installed nri-netattach under ${DESTDIR:-/}: /opt/nri/plugins/10-netattach, /etc/nri/conf.d/10-netattach.conf, /etc/nri-netattach/networks.d/, $PREFIX/bin/nri-netattach"

@@ -188,9 +188,9 @@ func TestRemoveWithNetnsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, "ip", "netns", "del", filepath.Base(f.netns))
-	gone, err := f.m.Gone()
-	if err != nil || len(gone) != 1 || gone[0].SandboxID != f.pod.SandboxID {
-		t.Fatalf("Gone() = %v, %v; want the sandbox whose netns was deleted", gone, err)
+	gone, live, err := f.m.Scan()
+	if err != nil || len(gone) != 1 || gone[0].SandboxID != f.pod.SandboxID || live != 0 {
+		t.Fatalf("Scan() = %v, %d, %v; want the sandbox whose netns was deleted", gone, live, err)
 	}
 	if err := f.m.Remove(ctxFor(t, 10*time.Second), f.pod.SandboxID); err != nil {
 		t.Fatalf("Remove with the netns gone: %v", err)

@@ -45,7 +45,21 @@ type Options struct {
 	StatusDir string
 	// CNIBinDirs are searched for CNI plugins.
 	CNIBinDirs []string
+	// Observer, if set, hears of every attachment added or deleted.
+	Observer Observer
 }
+
+// Observer hears the outcome of every CNI ADD and DEL, by network (for
+// metrics). err is nil on success.
+type Observer interface {
+	Added(network string, err error)
+	Deleted(network string, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Added(string, error)   {}
+func (nopObserver) Deleted(string, error) {}
 
 // Manager attaches and detaches the networks of sandboxes. It serializes
 // work per sandbox; different sandboxes proceed in parallel.
@@ -54,6 +68,7 @@ type Manager struct {
 	recs      records
 	statusDir string
 	locks     keyedMutex
+	observer  Observer
 }
 
 // Stats tell where an attach spent its time.
@@ -72,10 +87,14 @@ func New(o Options) (*Manager, error) {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	return &Manager{
 		cni:       libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, cacheDir, pluginExec{}),
 		recs:      records{dir: recDir},
 		statusDir: o.StatusDir,
+		observer:  o.Observer,
 	}, nil
 }
 
@@ -160,6 +179,7 @@ func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attac
 		return fmt.Errorf("%s: %w", att.Label(), err)
 	}
 	res, err := m.cni.AddNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, rec.NetNS))
+	m.observer.Added(a.Network, err)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%s: timed out: %w", att.Label(), err)
@@ -257,7 +277,9 @@ func (m *Manager) del(ctx context.Context, rec *Record, a *Attachment) error {
 	if !NetNSExists(netns) {
 		netns = ""
 	}
-	return m.cni.DelNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, netns))
+	err = m.cni.DelNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, netns))
+	m.observer.Deleted(a.Network, err)
+	return err
 }
 
 // removeStatus deletes the pod's status file, unless another sandbox of
@@ -297,15 +319,17 @@ func splitDeadline(ctx context.Context) (add, rollback context.Context, cancel f
 	return add, rollback, func() { c1(); c2() }
 }
 
-// Gone returns the records whose network namespace no longer exists: the
-// sandbox was stopped without the plugin hearing of it.
-func (m *Manager) Gone() ([]*Record, error) {
+// Scan reads every record and returns those whose network namespace no
+// longer exists (the sandbox was stopped without the plugin hearing of it)
+// and the number of live attachments.
+func (m *Manager) Scan() (gone []*Record, attachments int, err error) {
 	all, err := m.recs.list()
-	var gone []*Record
 	for _, r := range all {
 		if !NetNSExists(r.NetNS) {
 			gone = append(gone, r)
+			continue
 		}
+		attachments += len(r.Attachments)
 	}
-	return gone, err
+	return gone, attachments, err
 }

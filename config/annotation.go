@@ -132,7 +132,8 @@ func parseJSONAnnotation(s string) ([]Selection, error) {
 	if err := dec.Decode(&sels); err != nil {
 		return nil, fmt.Errorf("annotation is not a valid JSON list of networks: %w", err)
 	}
-	if dec.More() {
+	// dec.More is false before a stray ']' or '}': look at the rest itself.
+	if rest := strings.TrimSpace(s[dec.InputOffset():]); rest != "" {
 		return nil, errors.New("annotation has trailing data after the JSON list")
 	}
 	return sels, nil

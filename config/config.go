@@ -219,7 +219,10 @@ func validateAnnotationKey(key string) error {
 	if !found {
 		name, prefix = prefix, ""
 	}
-	if prefix != "" {
+	if found {
+		if len(prefix) == 0 || len(prefix) > 253 {
+			return fmt.Errorf("invalid annotation key %q: prefix must be 1 to 253 characters", key)
+		}
 		for _, label := range strings.Split(prefix, ".") {
 			if err := validateDNSLabel(label); err != nil {
 				return fmt.Errorf("invalid annotation key %q: prefix: %w", key, err)
@@ -229,9 +232,13 @@ func validateAnnotationKey(key string) error {
 	if name == "" || len(name) > 63 {
 		return fmt.Errorf("invalid annotation key %q: name must be 1 to 63 characters", key)
 	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && r != '-' && r != '_' && r != '.' {
 			return fmt.Errorf("invalid annotation key %q: character %q not allowed", key, r)
+		}
+		if !alnum && (i == 0 || i == len(name)-1) {
+			return fmt.Errorf("invalid annotation key %q: name must start and end with a letter or digit", key)
 		}
 	}
 	return nil

@@ -92,6 +92,9 @@ func (s *Store) Dir() string { return s.dir }
 // pod's namespace first, then among the global networks.
 func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
 	if ref.Namespace != "" && ref.Namespace != podNamespace {
+		if podNamespace == "" {
+			return nil, fmt.Errorf("belongs to namespace %s; a pod without a namespace can use global networks only", ref.Namespace)
+		}
 		return nil, fmt.Errorf("belongs to namespace %s, not to the pod's namespace %s", ref.Namespace, podNamespace)
 	}
 	if err := validateDNSLabel(ref.Name); err != nil {

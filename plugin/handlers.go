@@ -29,6 +29,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		return err
 	}
 	if n > 0 {
+		p.opts.Metrics.PodAttached(stats.Total, stats.CNI)
 		log.WithFields(logrus.Fields{"networks": n, "elapsed": stats.Total, "cni": stats.CNI}).Info("attached")
 	}
 	return nil

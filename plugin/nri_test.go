@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/metrics"
 )
 
 // This tier runs the runtime side of NRI (pkg/adaptation, what containerd
@@ -84,6 +86,7 @@ type harness struct {
 	netDir  string
 	binDir  string
 	dataDir string
+	metrics *metrics.Metrics
 }
 
 // startPlugin starts the runtime side and the plugin, and waits until the
@@ -107,7 +110,8 @@ func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration) *har
 	if testing.Verbose() {
 		log.SetOutput(os.Stderr)
 	}
-	p, err := New(Options{Config: h.cfg, Name: "netattach", Index: "10", Socket: h.proxy.path, ResyncInterval: 200 * time.Millisecond, Log: log})
+	h.metrics = metrics.New()
+	p, err := New(Options{Config: h.cfg, Name: "netattach", Index: "10", Socket: h.proxy.path, ResyncInterval: 200 * time.Millisecond, Log: log, Metrics: h.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +316,17 @@ func TestAttachStopRemoveThroughNRI(t *testing.T) {
 	if recs, _ := attach.ListRecords(h.cfg.StateDir); len(recs) != 0 {
 		t.Errorf("records after RemovePodSandbox: %+v", recs)
 	}
+	body := scrape(t, h.metrics, "/metrics")
+	for _, want := range []string{
+		`nri_netattach_attaches_total{network="br",result="ok"} 1`,
+		`nri_netattach_detaches_total{network="br",result="ok"} 1`,
+		`nri_netattach_pod_attach_seconds_count 1`,
+		`nri_netattach_runtime_connected 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(h.cfg.StatusDir, p.Uid+".json")); !os.IsNotExist(err) {
 		t.Errorf("status file after RemovePodSandbox: %v", err)
 	}
@@ -461,4 +476,11 @@ func (p *proxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+func scrape(t *testing.T, m *metrics.Metrics, path string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	return rec.Body.String()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/metrics"
 )
 
 // The NRI events nri-netattach handles.
@@ -43,6 +44,8 @@ type Options struct {
 	// ResyncInterval is the period of the netns check (§8, §9).
 	ResyncInterval time.Duration
 	Log            *logrus.Logger
+	// Metrics, if set, are fed with every attach and detach.
+	Metrics *metrics.Metrics
 }
 
 // Plugin is the NRI plugin.
@@ -83,7 +86,8 @@ func New(o Options) (*Plugin, error) {
 }
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
-	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs})
+	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs,
+		Observer: observer{p.opts.Metrics}})
 	if err != nil {
 		return err
 	}
@@ -112,6 +116,7 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 			return 0, err
 		}
 	}
+	p.opts.Metrics.SetConnected(true)
 	st := p.current()
 	p.log.WithFields(logrus.Fields{
 		"runtime": runtime, "version": version,
@@ -148,3 +153,16 @@ func (p *Plugin) budget(cfg *config.Config) time.Duration {
 
 // errNotConfigured is returned when an event arrives before Configure.
 var errNotConfigured = errors.New("nri-netattach is not configured yet")
+
+// observer feeds attach's outcomes to the metrics.
+type observer struct{ m *metrics.Metrics }
+
+func (o observer) Added(network string, err error)   { o.m.Attached(network, result(err)) }
+func (o observer) Deleted(network string, err error) { o.m.Detached(network, result(err)) }
+
+func result(err error) string {
+	if err != nil {
+		return metrics.Error
+	}
+	return metrics.OK
+}

@@ -85,10 +85,11 @@ func (p *Plugin) resyncLoop(ctx context.Context) {
 		if st == nil {
 			continue
 		}
-		gone, err := st.mgr.Gone()
+		gone, live, err := st.mgr.Scan()
 		if err != nil {
 			p.log.WithError(err).Error("resync: reading records")
 		}
+		p.opts.Metrics.SetAttachments(live)
 		for _, rec := range gone {
 			p.forget(st, rec, "network namespace is gone")
 		}

@@ -57,6 +57,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	for {
 		start := time.Now()
 		err := s.Run(ctx)
+		p.opts.Metrics.SetConnected(false)
 		if ctx.Err() != nil {
 			return nil
 		}

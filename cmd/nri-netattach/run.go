@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/metrics"
 	"github.com/nri-netattach/nri-netattach/plugin"
 )
 
@@ -29,6 +30,7 @@ func runCmd(args []string) int {
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		resync    = fs.Duration("resync-interval", 5*time.Second, "how often to check that recorded pod network namespaces still exist")
+		metricsAt = fs.String("metrics-address", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9654); off when empty")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -46,13 +48,24 @@ func runCmd(args []string) int {
 		}
 	}
 	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if *metricsAt != "" {
+		opts.Metrics = metrics.New()
+		go func() {
+			if err := opts.Metrics.Serve(ctx, *metricsAt); err != nil {
+				log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+	}
 	if os.Getenv(api.PluginSocketEnvVar) != "" {
 		// Launched by the runtime (pre-installed): it passes the
 		// connection, name and index itself.
 		opts.Socket, opts.Name, opts.Index = "", "", ""
 	}
 	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
-		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync}
+		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync,
+		"metricsAddress": *metricsAt}
 	log.WithFields(fields).Info("starting nri-netattach")
 
 	p, err := plugin.New(opts)
@@ -60,8 +73,6 @@ func runCmd(args []string) int {
 		log.WithError(err).Error("cannot start")
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	if err := p.Run(ctx); err != nil {
 		log.WithError(err).Error("stopped")
 		return 1

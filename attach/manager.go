@@ -294,7 +294,7 @@ func (m *Manager) removeStatus(rec *Record) error {
 			return nil
 		}
 	}
-	if err := os.Remove(m.statusPath(rec.UID)); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(m.StatusPath(rec.UID)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return nil

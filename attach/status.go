@@ -89,9 +89,10 @@ func (m *Manager) writeStatus(pod *Pod, atts []Attachment) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.statusPath(pod.UID), append(data, '\n'))
+	return writeFileAtomic(m.StatusPath(pod.UID), append(data, '\n'))
 }
 
-func (m *Manager) statusPath(uid string) string {
+// StatusPath returns the path of a pod's network-status file.
+func (m *Manager) StatusPath(uid string) string {
 	return filepath.Join(m.statusDir, uid+".json")
 }

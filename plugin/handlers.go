@@ -13,48 +13,73 @@ import (
 )
 
 // RunPodSandbox attaches the pod's secondary networks (§7). An error fails
-// the sandbox; kubelet retries it.
+// the sandbox; kubelet retries it. In pipelined mode it only resolves and
+// validates (bad input still fails the sandbox at once), and the attach
+// runs in the background until the pod's first CreateContainer.
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	log := podLog(p.log, pod)
 	st := p.current()
 	if st == nil {
-		return fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), errNotConfigured)
+		return podErr(pod, errNotConfigured)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
 	defer cancel()
-	n, stats, err := p.attach(ctx, st, pod, log)
+	ap, atts, err := p.resolve(ctx, st, pod, log)
 	if err != nil {
-		err = fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
-		log.WithError(err).WithField("elapsed", stats.Total).Error("attach failed; sandbox rejected")
+		err = podErr(pod, err)
+		log.WithError(err).Error("invalid network request; sandbox rejected")
 		return err
 	}
-	if n > 0 {
-		p.opts.Metrics.PodAttached(stats.Total, stats.CNI)
-		log.WithFields(logrus.Fields{"networks": n, "elapsed": stats.Total, "cni": stats.CNI}).Info("attached")
+	if len(atts) == 0 {
+		return nil
+	}
+	if st.cfg.AttachMode == config.AttachPipelined {
+		p.pipe.start(ap.SandboxID, func(ctx context.Context) error {
+			return p.attach(ctx, st, ap, atts, log)
+		})
+		return nil
+	}
+	if err := p.attach(ctx, st, ap, atts, log); err != nil {
+		log.WithError(err).Error("attach failed; sandbox rejected")
+		return err
 	}
 	return nil
 }
 
-// attach resolves and attaches what the pod asks for, returning how many
-// networks it attached.
-func (p *Plugin) attach(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (int, attach.Stats, error) {
+// attach runs the attach of a resolved pod and logs its outcome. Its error
+// names the pod.
+func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Attachment, log *logrus.Entry) error {
+	stats, err := st.mgr.Attach(ctx, ap, atts)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
+	}
+	p.opts.Metrics.PodAttached(stats.Total, stats.CNI)
+	log.WithFields(logrus.Fields{"networks": len(atts), "elapsed": stats.Total, "cni": stats.CNI}).Info("attached")
+	return nil
+}
+
+// resolve works out what the pod asks for: every definition found, every
+// interface named, every device assigned, before the first CNI call. No
+// attachments (and no error) for a pod that asks for nothing or is on the
+// host network.
+func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Attachment, error) {
 	sels, err := st.cfg.PodSelections(pod.GetAnnotations())
 	if err != nil {
-		return 0, attach.Stats{}, err
+		return attach.Pod{}, nil, err
 	}
 	netns := netnsPath(pod)
 	if netns == "" {
-		if len(sels) > 0 && pod.GetAnnotations()[st.cfg.Annotation] != "" {
+		if pod.GetAnnotations()[st.cfg.Annotation] != "" {
 			log.Warn("hostNetwork pod carries the networks annotation; nothing attached")
 		}
-		return 0, attach.Stats{}, nil
+		return attach.Pod{}, nil, nil
 	}
 	if len(sels) == 0 {
-		return 0, attach.Stats{}, nil
+		return attach.Pod{}, nil, nil
 	}
 	links, err := attach.InspectNetNS(netns)
 	if err != nil {
-		return 0, attach.Stats{}, err
+		return attach.Pod{}, nil, err
 	}
 	ap := attach.Pod{
 		SandboxID: pod.GetId(), Namespace: pod.GetNamespace(), Name: pod.GetName(),
@@ -69,10 +94,13 @@ func (p *Plugin) attach(ctx context.Context, st *state, pod *api.PodSandbox, log
 	}
 	atts, err := config.Resolve(pod.GetNamespace(), sels, names, st.store.Lookup)
 	if err != nil {
-		return 0, attach.Stats{}, err
+		return attach.Pod{}, nil, err
 	}
-	stats, err := st.mgr.Attach(ctx, ap, atts)
-	return len(atts), stats, err
+	return ap, atts, nil
+}
+
+func podErr(pod *api.PodSandbox, err error) error {
+	return fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
 }
 
 // StopPodSandbox DELs the sandbox's attachments (§8). Errors are logged,
@@ -100,6 +128,9 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
 	defer cancel()
 	start := time.Now()
+	// An attach still running in the background is cancelled (it rolls
+	// back) before the DELs.
+	p.pipe.cancel(ctx, pod.GetId())
 	if err := fn(ctx, st.mgr); err != nil {
 		p.failures.Store(pod.GetId(), true)
 		podLog(p.log, pod).WithError(err).Errorf("%s: detach incomplete; the resync retries it", what)

@@ -91,7 +91,7 @@ type harness struct {
 
 // startPlugin starts the runtime side and the plugin, and waits until the
 // plugin is registered.
-func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration) *harness {
+func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration, tweaks ...func(*config.Config)) *harness {
 	t.Helper()
 	nri.SetPluginRequestTimeout(requestTimeout)
 	t.Cleanup(func() { nri.SetPluginRequestTimeout(nri.DefaultPluginRequestTimeout) })
@@ -104,6 +104,9 @@ func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration) *har
 	t.Cleanup(h.rt.Stop)
 	h.proxy = newProxy(t, h.socket)
 	h.cfg = &config.Config{NetworksDir: h.netDir, StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{binDir}}
+	for _, tw := range tweaks {
+		tw(h.cfg)
+	}
 	h.cfg.Default()
 	log := logrus.New()
 	log.SetOutput(io.Discard)

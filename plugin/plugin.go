@@ -29,6 +29,7 @@ var (
 	_ stub.RunPodInterface      = (*Plugin)(nil)
 	_ stub.StopPodInterface     = (*Plugin)(nil)
 	_ stub.RemovePodInterface   = (*Plugin)(nil)
+	_ stub.CreateContainerInterface = (*Plugin)(nil)
 )
 
 // Options configure a Plugin.
@@ -59,6 +60,8 @@ type Plugin struct {
 	// failures remembers sandboxes whose teardown failed, so the resync
 	// logs a failure once and its recovery once.
 	failures sync.Map
+	// pipe holds the background attaches of pipelined mode.
+	pipe pipeline
 }
 
 // state is everything derived from one configuration.
@@ -121,9 +124,19 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 	p.log.WithFields(logrus.Fields{
 		"runtime": runtime, "version": version,
 		"requestTimeout": p.requestTimeout(), "attachBudget": p.budget(st.cfg),
-		"networksDir": st.cfg.NetworksDir,
+		"networksDir": st.cfg.NetworksDir, "attachMode": st.cfg.AttachMode,
 	}).Info("configured by the runtime")
-	return 0, nil
+	return events(st.cfg)
+}
+
+// events subscribes to CreateContainer only when it has work to do: every
+// event is a round trip under the runtime's node-wide NRI lock.
+func events(cfg *config.Config) (api.EventMask, error) {
+	names := []string{"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"}
+	if cfg.AttachMode == config.AttachPipelined || cfg.StatusInContainers != nil {
+		names = append(names, "CreateContainer")
+	}
+	return api.ParseEventMask(names...)
 }
 
 // requestTimeout is the runtime's NRI request timeout, as announced in

@@ -23,14 +23,16 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, _ []*api
 		return nil, errNotConfigured
 	}
 	p.log.WithField("pods", len(pods)).Info("synchronizing with the runtime")
-	go p.reconcile(st, pods)
+	go p.reconcile(st, pods, time.Now())
 	return nil, nil
 }
 
 // reconcile detaches and forgets the sandboxes that no longer exist, and
 // attaches live pods that lack the networks they ask for (the plugin was
-// not connected when they started, or was killed mid-attach).
-func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox) {
+// not connected when they started, or was killed mid-attach). pods is the
+// runtime's list at time snapshot: a record created after it belongs to a
+// pod started since, not to a dead one.
+func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox, snapshot time.Time) {
 	live := make(map[string]bool, len(pods))
 	for _, pod := range pods {
 		live[pod.GetId()] = true
@@ -42,13 +44,12 @@ func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox) {
 	known := make(map[string]*attach.Record, len(recs))
 	for _, rec := range recs {
 		known[rec.SandboxID] = rec
-		if !live[rec.SandboxID] {
+		if !live[rec.SandboxID] && rec.Created.Before(snapshot) && !p.pipe.pending(rec.SandboxID) {
 			p.forget(st, rec, "sandbox no longer exists")
 		}
 	}
 	for _, pod := range pods {
-		rec := known[pod.GetId()]
-		if rec != nil && rec.State != attach.StateAttaching {
+		if rec := known[pod.GetId()]; rec != nil && rec.State != attach.StateAttaching || p.pipe.pending(pod.GetId()) {
 			continue
 		}
 		netns := netnsPath(pod)
@@ -57,13 +58,14 @@ func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox) {
 		}
 		log := podLog(p.log, pod)
 		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
-		n, stats, err := p.attach(ctx, st, pod, log)
+		ap, atts, err := p.resolve(ctx, st, pod, log)
+		if err == nil && len(atts) > 0 {
+			log.WithField("networks", len(atts)).Info("resync: pod started while nri-netattach was not connected; attaching its networks now")
+			err = p.attach(ctx, st, ap, atts, log)
+		}
 		cancel()
-		switch {
-		case err != nil:
-			log.WithError(err).Error("resync: attaching a pod that started while nri-netattach was not connected failed")
-		case n > 0:
-			log.WithFields(logrus.Fields{"networks": n, "elapsed": stats.Total}).Info("resync: attached a pod that started while nri-netattach was not connected")
+		if err != nil {
+			log.WithError(err).Error("resync: attach failed")
 		}
 	}
 }

@@ -1,0 +1,175 @@
+package plugin
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
+)
+
+func pipelined(c *config.Config) { c.AttachMode = config.AttachPipelined }
+
+func createContainer(h *harness, p *api.PodSandbox, name string) (*api.ContainerAdjustment, error) {
+	rsp, err := h.rt.CreateContainer(context.Background(), &api.CreateContainerRequest{
+		Pod:       p,
+		Container: &api.Container{Id: p.Id + "-" + name, PodSandboxId: p.Id, Name: name},
+	})
+	return rsp.GetAdjust(), err
+}
+
+// slowBridge is a bridge network followed by a plugin that takes ms.
+func slowBridge(t *testing.T, h *harness, name, subnet string, ms int) string {
+	b := bridgeNet(t, name, subnet, h.dataDir)
+	return strings.Replace(b, `}}]}`, `}},{"type":"e2e-sleep","sleepMs":`+strconv.Itoa(ms)+`}]}`, 1)
+}
+
+func TestPipelinedAttachHoldsFirstContainer(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second, pipelined)
+	h.writeNetwork("", "slow", slowBridge(t, h, "slow", "10.214.0.0/24", 400))
+	netns := newNetNSWithEth0(t)
+	p := pod("sb-pipe", "team-a", "web", netns, "slow")
+
+	start := time.Now()
+	if err := h.run(p); err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	if took := time.Since(start); took > 300*time.Millisecond {
+		t.Errorf("pipelined RunPodSandbox took %s; the 400ms attach should run in the background", took)
+	}
+	if _, err := createContainer(h, p, "app"); err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	// By the time the container may be created, the network is there.
+	if out := mustRun(t, "ip", "-n", filepath.Base(netns), "-o", "addr", "show", "net1"); !strings.Contains(out, "10.214.0.") {
+		t.Errorf("CreateContainer returned before net1 was attached: %q", out)
+	}
+	if took := time.Since(start); took < 400*time.Millisecond {
+		t.Errorf("CreateContainer returned after %s, before the 400ms attach could finish", took)
+	}
+	// Later containers do not wait.
+	start = time.Now()
+	if _, err := createContainer(h, p, "sidecar"); err != nil || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("second CreateContainer: %v after %s", err, time.Since(start))
+	}
+}
+
+func TestPipelinedFailureFailsCreateContainerAndRetries(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second, pipelined)
+	h.writeNetwork("", "broken", `{"cniVersion":"1.0.0","name":"broken","plugins":[{"type":"e2e-fail"}]}`)
+	p := pod("sb-pipefail", "team-a", "web", newNetNSWithEth0(t), "broken")
+	if err := h.run(p); err != nil {
+		t.Fatalf("RunPodSandbox: %v (the network is valid; it fails only when attached)", err)
+	}
+	for i := 0; i < 2; i++ {
+		_, err := createContainer(h, p, "app")
+		if err == nil || !strings.Contains(err.Error(), "pod team-a/web: network broken (interface net1): CNI ADD failed") {
+			t.Fatalf("CreateContainer #%d error = %v; want the attach error", i+1, err)
+		}
+	}
+	// A retry is running in the background; teardown cancels it and
+	// nothing is left.
+	ctx := context.Background()
+	if err := h.rt.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rt.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: p}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := attach.ListRecords(h.cfg.StateDir); len(recs) != 0 {
+		t.Errorf("records left after teardown: %+v", recs[0])
+	}
+}
+
+func TestStopCancelsPipelinedAttach(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second, pipelined)
+	h.writeNetwork("", "slow", slowBridge(t, h, "slow", "10.215.0.0/24", 15000))
+	p := pod("sb-pipestop", "team-a", "web", newNetNSWithEth0(t), "slow")
+	if err := h.run(p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the attach is inside the slow plugin now
+	start := time.Now()
+	if err := h.rt.StopPodSandbox(context.Background(), &api.StopPodSandboxRequest{Pod: p}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Errorf("StopPodSandbox took %s", took)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "e2e-sleep").Output(); len(out) > 0 {
+		t.Errorf("slow plugin still running after StopPodSandbox: %s", out)
+	}
+	if ips := hostLocalIPs(t, h.dataDir, "slow"); len(ips) != 0 {
+		t.Errorf("IPs left after the cancelled attach: %v", ips)
+	}
+	if _, err := createContainer(h, p, "app"); err != nil {
+		t.Logf("CreateContainer after stop: %v", err)
+	}
+}
+
+func TestStatusFileMountedIntoContainers(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second, func(c *config.Config) {
+		c.StatusInContainers = &config.StatusInContainers{Path: "/etc/podnetinfo/network-status"}
+	})
+	h.writeNetwork("", "br", bridgeNet(t, "br", "10.216.0.0/24", h.dataDir))
+	p := pod("sb-status", "team-a", "web", newNetNSWithEth0(t), "br")
+	if err := h.run(p); err != nil {
+		t.Fatal(err)
+	}
+	adj, err := createContainer(h, p, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := adj.GetMounts()
+	if len(mounts) != 1 || mounts[0].Destination != "/etc/podnetinfo/network-status" ||
+		mounts[0].Source != filepath.Join(h.cfg.StatusDir, p.Uid+".json") || !contains(mounts[0].Options, "ro") {
+		t.Fatalf("mounts = %v; want the status file bound read-only", mounts)
+	}
+	// A pod without secondary networks gets no mount.
+	plain := pod("sb-plain", "team-a", "plain", newNetNSWithEth0(t), "")
+	if err := h.run(plain); err != nil {
+		t.Fatal(err)
+	}
+	if adj, err := createContainer(h, plain, "app"); err != nil || len(adj.GetMounts()) != 0 {
+		t.Errorf("pod without networks: mounts %v, err %v", adj.GetMounts(), err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEventSubscription(t *testing.T) {
+	cases := []struct {
+		cfg  config.Config
+		want bool
+	}{
+		{config.Config{AttachMode: config.AttachSync}, false},
+		{config.Config{AttachMode: config.AttachPipelined}, true},
+		{config.Config{AttachMode: config.AttachSync, StatusInContainers: &config.StatusInContainers{Path: "/x"}}, true},
+	}
+	for _, c := range cases {
+		mask, err := events(&c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mask.IsSet(api.Event_CREATE_CONTAINER); got != c.want {
+			t.Errorf("%+v: CreateContainer subscribed = %v, want %v", c.cfg, got, c.want)
+		}
+		if !mask.IsSet(api.Event_RUN_POD_SANDBOX) || !mask.IsSet(api.Event_STOP_POD_SANDBOX) || !mask.IsSet(api.Event_REMOVE_POD_SANDBOX) {
+			t.Errorf("%+v: pod events not all subscribed: %s", c.cfg, mask.PrettyString())
+		}
+	}
+}

@@ -2,7 +2,6 @@ package attach
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -13,15 +12,26 @@ import (
 
 // prepare builds what CNI ADD and DEL are called with for one attachment
 // (§7.2): the conflist, with the pod's cni-args injected as "args.cni" into
-// every plugin (where Multus puts them), CNI_ARGS with the pod's identity
-// and the scalar cni-args, and the capability arguments.
+// every plugin and the device ID as "deviceID"/"pciBusID" (where Multus puts
+// them), CNI_ARGS with the pod's identity and the scalar cni-args, and the
+// capability arguments (deviceID among them).
 func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
 	sel := &att.Selection
 	conf := att.Network.List.Bytes
+	inject := map[string]any{}
 	if len(sel.CNIArgs) > 0 {
+		inject["args"] = map[string]any{"cni": sel.CNIArgs}
+	}
+	if att.DeviceID != "" {
+		// Where Multus puts it, for SR-IOV configs written for Multus that do
+		// not declare the deviceID capability.
+		inject["deviceID"] = att.DeviceID
+		inject["pciBusID"] = att.DeviceID
+	}
+	if len(inject) > 0 {
 		var err error
-		if conf, err = injectCNIArgs(conf, sel.CNIArgs); err != nil {
-			return Attachment{}, fmt.Errorf("cni-args: %w", err)
+		if conf, err = injectIntoPlugins(conf, inject); err != nil {
+			return Attachment{}, err
 		}
 	}
 	args := [][2]string{
@@ -92,8 +102,9 @@ func scalar(v any) (string, bool) {
 	}
 }
 
-// injectCNIArgs merges args into "args.cni" of every plugin of a conflist.
-func injectCNIArgs(conflist []byte, args map[string]any) ([]byte, error) {
+// injectIntoPlugins sets keys in every plugin of a conflist; "args" is
+// merged with the plugin's own args (args.cni key by key).
+func injectIntoPlugins(conflist []byte, keys map[string]any) ([]byte, error) {
 	var list map[string]any
 	if err := json.Unmarshal(conflist, &list); err != nil {
 		return nil, err
@@ -104,19 +115,30 @@ func injectCNIArgs(conflist []byte, args map[string]any) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		outer, _ := pm["args"].(map[string]any)
-		if outer == nil {
-			outer = map[string]any{}
+		for k, v := range keys {
+			if k == "args" {
+				mergeArgs(pm, v.(map[string]any)["cni"].(map[string]any))
+				continue
+			}
+			pm[k] = v
 		}
-		cni, _ := outer["cni"].(map[string]any)
-		if cni == nil {
-			cni = map[string]any{}
-		}
-		for k, v := range args {
-			cni[k] = v
-		}
-		outer["cni"] = cni
-		pm["args"] = outer
 	}
 	return json.Marshal(list)
+}
+
+// mergeArgs merges cni-args into a plugin's "args.cni".
+func mergeArgs(plugin map[string]any, args map[string]any) {
+	outer, _ := plugin["args"].(map[string]any)
+	if outer == nil {
+		outer = map[string]any{}
+	}
+	cni, _ := outer["cni"].(map[string]any)
+	if cni == nil {
+		cni = map[string]any{}
+	}
+	for k, v := range args {
+		cni[k] = v
+	}
+	outer["cni"] = cni
+	plugin["args"] = outer
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 )
 
@@ -53,6 +54,9 @@ type Lookup func(podNamespace string, ref Ref) (*Network, error)
 func Resolve(podNamespace string, sels []Selection, existing []string, lookup Lookup) ([]Attachment, error) {
 	names, err := AssignInterfaces(sels, existing)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDefaultRoutes(sels); err != nil {
 		return nil, err
 	}
 	atts := make([]Attachment, len(sels))
@@ -108,4 +112,25 @@ func AssignInterfaces(sels []Selection, existing []string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// checkDefaultRoutes allows one default-route gateway per address family
+// across the pod's networks: a pod has one default route per family (no
+// ECMP, as with Multus).
+func checkDefaultRoutes(sels []Selection) error {
+	var v4, v6 string
+	for _, sel := range sels {
+		for _, gw := range sel.DefaultRoute {
+			ip := net.ParseIP(gw)
+			first := &v6
+			if ip.To4() != nil {
+				first = &v4
+			}
+			if *first != "" {
+				return fmt.Errorf("%s: default-route %s: the pod already takes its default route from %s (one gateway per address family)", sel.Label(), gw, *first)
+			}
+			*first = sel.Ref().String() + " via " + gw
+		}
+	}
+	return nil
 }

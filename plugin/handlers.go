@@ -10,6 +10,7 @@ import (
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/devices"
 )
 
 // RunPodSandbox attaches the pod's secondary networks (§7). An error fails
@@ -59,7 +60,8 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 }
 
 // resolve works out what the pod asks for: every definition found, every
-// interface named, every device assigned, before the first CNI call. No
+// interface named, every device-plugin device assigned (from the kubelet),
+// before the first CNI call. No
 // attachments (and no error) for a pod that asks for nothing or is on the
 // host network.
 func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Attachment, error) {
@@ -94,6 +96,11 @@ func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, lo
 	}
 	atts, err := config.Resolve(pod.GetNamespace(), sels, names, st.store.Lookup)
 	if err != nil {
+		return attach.Pod{}, nil, err
+	}
+	// Devices of device-plugin networks (SR-IOV): one kubelet call, only
+	// when a network names a resource.
+	if err := devices.Assign(ctx, st.devices, pod.GetNamespace(), pod.GetName(), atts); err != nil {
 		return attach.Pod{}, nil, err
 	}
 	return ap, atts, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/devices"
 	"github.com/nri-netattach/nri-netattach/metrics"
 )
 
@@ -66,9 +67,10 @@ type Plugin struct {
 
 // state is everything derived from one configuration.
 type state struct {
-	cfg   *config.Config
-	store *config.Store
-	mgr   *attach.Manager
+	cfg     *config.Config
+	store   *config.Store
+	mgr     *attach.Manager
+	devices *devices.Client
 }
 
 // New returns a plugin. Nothing is connected until Run.
@@ -95,8 +97,12 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 		return err
 	}
 	p.mu.Lock()
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr}
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if p.state != nil {
+		p.state.devices.Close()
+	}
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr,
+		devices: devices.NewClient(cfg.PodResourcesSocket)}
 	return nil
 }
 

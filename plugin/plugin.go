@@ -25,11 +25,11 @@ import (
 
 // The NRI events nri-netattach handles.
 var (
-	_ stub.ConfigureInterface   = (*Plugin)(nil)
-	_ stub.SynchronizeInterface = (*Plugin)(nil)
-	_ stub.RunPodInterface      = (*Plugin)(nil)
-	_ stub.StopPodInterface     = (*Plugin)(nil)
-	_ stub.RemovePodInterface   = (*Plugin)(nil)
+	_ stub.ConfigureInterface       = (*Plugin)(nil)
+	_ stub.SynchronizeInterface     = (*Plugin)(nil)
+	_ stub.RunPodInterface          = (*Plugin)(nil)
+	_ stub.StopPodInterface         = (*Plugin)(nil)
+	_ stub.RemovePodInterface       = (*Plugin)(nil)
 	_ stub.CreateContainerInterface = (*Plugin)(nil)
 )
 

@@ -18,6 +18,7 @@ Usage:
   nri-netattach [run] [flags]       serve NRI events (the default)
   nri-netattach validate [flags]    check the configuration and every network definition
   nri-netattach status [flags]      show what is attached now
+  nri-netattach import-nads FILE    convert Multus NetworkAttachmentDefinitions into network files
   nri-netattach version             print the version
 
 Run "nri-netattach COMMAND -h" for a command's flags.
@@ -40,6 +41,8 @@ func dispatch(args []string) int {
 		return validateCmd(args, os.Stdout)
 	case "status":
 		return statusCmd(args, os.Stdout)
+	case "import-nads":
+		return importNADsCmd(args, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Printf("nri-netattach %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -138,12 +138,13 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 	// An attach still running in the background is cancelled (it rolls
 	// back) before the DELs.
 	p.pipe.cancel(ctx, pod.GetId())
+	log := podLog(p.log, pod)
 	if err := fn(ctx, st.mgr); err != nil {
-		p.failures.Store(pod.GetId(), true)
-		podLog(p.log, pod).WithError(err).Errorf("%s: detach incomplete; the resync retries it", what)
+		p.detachFailed(pod.GetId(), log, err, what+": detach incomplete; the resync retries it")
 		return
 	}
-	podLog(p.log, pod).WithField("elapsed", time.Since(start)).Infof("%s: detached", what)
+	p.detachRecovered(pod.GetId(), log)
+	log.WithField("elapsed", time.Since(start)).Infof("%s: detached", what)
 }
 
 // netnsPath returns the pod's network namespace path, or "" for a

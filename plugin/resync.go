@@ -106,13 +106,28 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 	defer cancel()
 	n := len(rec.Attachments)
 	if err := st.mgr.Remove(ctx, rec.SandboxID); err != nil {
-		if _, seen := p.failures.LoadOrStore(rec.SandboxID, true); !seen {
-			log.WithError(err).Errorf("resync: detaching (%s) failed; will retry", reason)
-		}
+		p.detachFailed(rec.SandboxID, log, err, "resync: detach ("+reason+") failed; will retry")
 		return
 	}
-	if _, failed := p.failures.LoadAndDelete(rec.SandboxID); failed {
-		log.Info("resync: detach succeeded after earlier failures")
-	}
+	p.detachRecovered(rec.SandboxID, log)
 	log.WithField("attachments", n).Infof("resync: detached and forgot sandbox (%s)", reason)
+}
+
+// detachFailed logs a sandbox's detach failure as an error the first time
+// only: a DEL that keeps failing (a CNI binary removed) is retried by every
+// resync, and would otherwise flood the log.
+func (p *Plugin) detachFailed(id string, log *logrus.Entry, err error, msg string) {
+	if _, seen := p.failures.LoadOrStore(id, true); seen {
+		log.WithError(err).Debug(msg)
+		return
+	}
+	log.WithError(err).Error(msg)
+}
+
+// detachRecovered logs, once, that a sandbox whose detach failed before is
+// now detached.
+func (p *Plugin) detachRecovered(id string, log *logrus.Entry) {
+	if _, failed := p.failures.LoadAndDelete(id); failed {
+		log.Info("detach succeeded after earlier failures")
+	}
 }

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nri-netattach/nri-netattach/e2e/framework"
+)
+
+// TestAttachDetach covers issue 2's e2e cases on one private containerd.
+func TestAttachDetach(t *testing.T) {
+	s := newSuite(t, framework.Options{}, nil)
+
+	t.Run("two secondary networks", func(t *testing.T) {
+		s.t = t
+		id := s.mustPod("team-a", "two-nets", "storage,fabric")
+		links := s.links(id)
+		t.Logf("e2e: pod team-a/two-nets interfaces %v", keys(links))
+		ips, _ := s.env.PodIPs(s.ctx, id)
+		if eth0, ok := links["eth0"]; !ok || len(ips) == 0 || addrIn(eth0, ips[0]+"/") == "" {
+			t.Errorf("eth0 not the runtime's: %+v, pod IPs %v", links["eth0"], ips)
+		}
+		net1, net2 := addrIn(links["net1"], "10.250.1."), addrIn(links["net2"], "10.250.2.")
+		if net1 == "" || links["net1"].Kind != "macvlan" || net2 == "" || links["net2"].Kind != "veth" {
+			t.Fatalf("net1 %+v, net2 %+v: want macvlan in 10.250.1.0/24 and bridge veth in 10.250.2.0/24", links["net1"], links["net2"])
+		}
+		t.Logf("e2e: net1 %s (macvlan), net2 %s (bridge), eth0 %v", net1, net2, links["eth0"].Addrs)
+		st := s.statusFile(s.uid(id))
+		if len(st) != 3 || st[0]["interface"] != "eth0" || st[0]["default"] != true ||
+			st[1]["name"] != "storage" || st[1]["interface"] != "net1" || st[1]["mac"] != links["net1"].MAC ||
+			st[2]["name"] != "fabric" || st[2]["interface"] != "net2" || st[2]["default"] != false {
+			t.Errorf("status file: %v", st)
+		}
+		if ports := s.bridgePorts(); len(ports) != 1 {
+			t.Errorf("fabric bridge ports on the host: %v, want the pod's veth", ports)
+		}
+
+		s.remove(id)
+		t.Log("e2e: stopped and removed")
+		if ports := s.bridgePorts(); len(ports) != 0 {
+			t.Errorf("bridge ports left on the host: %v", ports)
+		}
+		s.expectClean("after removal")
+	})
+
+	t.Run("short form with @ifname", func(t *testing.T) {
+		s.t = t
+		id := s.mustPod("team-a", "short", "fabric@data0, storage@stor0")
+		links := s.links(id)
+		if addrIn(links["data0"], "10.250.2.") == "" || addrIn(links["stor0"], "10.250.1.") == "" || links["net1"].Name != "" {
+			t.Errorf("interfaces %v: want data0 (fabric) and stor0 (storage)", keys(links))
+		}
+		s.remove(id)
+		s.expectClean("after removal")
+	})
+
+	t.Run("JSON form with ips and mac", func(t *testing.T) {
+		s.t = t
+		id := s.mustPod("team-a", "json", `[{"name":"pinned","interface":"pin0","ips":["10.250.9.42/24"],"mac":"02:00:00:aa:bb:cc"},{"name":"fabric"}]`)
+		links := s.links(id)
+		pin := links["pin0"]
+		if addrIn(pin, "10.250.9.42/24") == "" || pin.MAC != "02:00:00:aa:bb:cc" {
+			t.Errorf("pin0 = %+v; want 10.250.9.42/24 and MAC 02:00:00:aa:bb:cc", pin)
+		}
+		if addrIn(links["net1"], "10.250.2.") == "" {
+			t.Errorf("fabric not on net1: %v", keys(links))
+		}
+		t.Logf("e2e: pin0 %v %s, net1 %v", pin.Addrs, pin.MAC, links["net1"].Addrs)
+		s.remove(id)
+		s.expectClean("after removal")
+	})
+
+	t.Run("bad input is rejected and leaves nothing", func(t *testing.T) {
+		s.t = t
+		s.network("team-b", "secret", `{"cniVersion":"1.0.0","name":"secret","plugins":[{"type":"bridge","bridge":"nnasecret0"}]}`)
+		cases := []struct{ name, networks, want string }{
+			{"unknown network", "storage,nosuch", "pod team-a/bad: network nosuch (interface net2): no definition of network nosuch"},
+			{"malformed annotation", `[{"name":"storage"`, "pod team-a/bad: annotation is not a valid JSON list of networks"},
+			{"eth0 requested", "storage@eth0", "pod team-a/bad: network storage (interface eth0): interface eth0 already exists in the pod's network namespace"},
+			{"another namespace", "team-b/secret", "pod team-a/bad: network team-b/secret (interface net1): belongs to namespace team-b, not to the pod's namespace team-a"},
+			{"path traversal", "../storage", `pod team-a/bad: annotation element 1: network ../storage: namespace: ".." is not a DNS-1123 label`},
+		}
+		for _, c := range cases {
+			_, err := s.pod("team-a", "bad", c.networks)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: RunPodSandbox error = %v\nwant it to contain %q", c.name, err, c.want)
+				continue
+			}
+			t.Logf("e2e: %s rejected: %s", c.name, c.want)
+		}
+		s.expectClean("after rejected pods")
+		if ports := s.bridgePorts(); len(ports) != 0 {
+			t.Errorf("bridge ports left: %v", ports)
+		}
+	})
+
+	t.Run("failure on the second network rolls back the first", func(t *testing.T) {
+		s.t = t
+		s.network("", "broken", `{"cniVersion":"1.0.0","name":"broken","plugins":[{"type":"e2e-fail"}]}`)
+		_, err := s.pod("team-a", "rollback", "fabric,broken")
+		want := "pod team-a/rollback: network broken (interface net2): CNI ADD failed"
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "injected failure") {
+			t.Fatalf("RunPodSandbox error = %v; want %q and the plugin's message", err, want)
+		}
+		t.Logf("e2e: rejected: %s", want)
+		if ports := s.bridgePorts(); len(ports) != 0 {
+			t.Errorf("first network not rolled back: bridge ports %v", ports)
+		}
+		s.expectClean("after the rollback")
+	})
+}

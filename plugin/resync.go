@@ -61,7 +61,7 @@ func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox, snapshot time.Time
 		ap, atts, err := p.resolve(ctx, st, pod, log)
 		if err == nil && len(atts) > 0 {
 			log.WithField("networks", len(atts)).Info("resync: pod started while nri-netattach was not connected; attaching its networks now")
-			err = p.attach(ctx, st, ap, atts, log)
+			err = p.attach(ctx, st, ap, atts, log, time.Now())
 		}
 		cancel()
 		if err != nil {

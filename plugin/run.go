@@ -28,13 +28,19 @@ const (
 // it again.
 func (p *Plugin) Run(ctx context.Context) error {
 	opts := []stub.Option{
-		stub.WithPluginName(p.opts.Name),
-		stub.WithPluginIdx(p.opts.Index),
 		stub.WithLogger(nriLogger{p.log}),
 		// Runtimes that know failure policies fail the pod instead of
 		// starting it without its networks when we miss a deadline.
 		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
 		stub.WithOnClose(func() { p.log.Warn("connection to the runtime closed") }),
+	}
+	// A plugin launched by the runtime gets its name, index and connection
+	// from the environment; the stub refuses to have them set again.
+	if p.opts.Name != "" {
+		opts = append(opts, stub.WithPluginName(p.opts.Name))
+	}
+	if p.opts.Index != "" {
+		opts = append(opts, stub.WithPluginIdx(p.opts.Index))
 	}
 	if p.opts.Socket != "" {
 		opts = append(opts, stub.WithSocketPath(p.opts.Socket))

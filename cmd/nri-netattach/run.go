@@ -20,6 +20,12 @@ import (
 // DefaultSocket is containerd's default NRI socket.
 const DefaultSocket = "/var/run/nri/nri.sock"
 
+const (
+	// preinstalledLog is where a plugin launched by the runtime logs.
+	preinstalledLog = "/var/log/nri-netattach.log"
+	defaultPath     = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
 func runCmd(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var (
@@ -31,11 +37,24 @@ func runCmd(args []string) int {
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		resync    = fs.Duration("resync-interval", 5*time.Second, "how often to check that recorded pod network namespaces still exist")
 		metricsAt = fs.String("metrics-address", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9654); off when empty")
+		logFile   = fs.String("log-file", "", "append logs to this file instead of stderr (default when launched by the runtime: "+preinstalledLog+")")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, err := newLogger(*logLevel, *logFormat)
+	launched := os.Getenv(api.PluginSocketEnvVar) != ""
+	if launched {
+		// The runtime starts pre-installed plugins with only the NRI
+		// variables: no PATH (CNI plugins look up iptables and the like), and
+		// their output goes nowhere.
+		if os.Getenv("PATH") == "" {
+			os.Setenv("PATH", defaultPath)
+		}
+		if *logFile == "" {
+			*logFile = preinstalledLog
+		}
+	}
+	log, err := newLogger(*logLevel, *logFormat, *logFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nri-netattach:", err)
 		return 2
@@ -58,9 +77,8 @@ func runCmd(args []string) int {
 			}
 		}()
 	}
-	if os.Getenv(api.PluginSocketEnvVar) != "" {
-		// Launched by the runtime (pre-installed): it passes the
-		// connection, name and index itself.
+	if launched {
+		// The runtime passes the connection, name and index itself.
 		opts.Socket, opts.Name, opts.Index = "", "", ""
 	}
 	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
@@ -81,9 +99,16 @@ func runCmd(args []string) int {
 	return 0
 }
 
-func newLogger(level, format string) (*logrus.Logger, error) {
+func newLogger(level, format, file string) (*logrus.Logger, error) {
 	l := logrus.New()
 	l.SetOutput(os.Stderr)
+	if file != "" {
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, fmt.Errorf("--log-file: %w", err)
+		}
+		l.SetOutput(f)
+	}
 	lv, err := logrus.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)

@@ -107,6 +107,9 @@ func parseShortAnnotation(s string) ([]Selection, error) {
 			return nil, fmt.Errorf("annotation element %d is empty", i+1)
 		}
 		ref, ifname, _ := strings.Cut(part, "@")
+		if strings.Count(ref, "/") > 1 {
+			return nil, fmt.Errorf("annotation element %d (%q): a network is NAME or NAMESPACE/NAME", i+1, part)
+		}
 		var sel Selection
 		if ns, name, found := strings.Cut(ref, "/"); found {
 			sel.Namespace, sel.Name = ns, name

@@ -44,7 +44,7 @@ func TestParseAnnotationShortForm(t *testing.T) {
 		{name: "upper-case name", in: "A", wantErr: []string{`"A"`, "element 1"}},
 		{name: "second element bad", in: "a,b_c", wantErr: []string{"element 2", `"b_c"`}},
 		{name: "path in name", in: "../etc", wantErr: []string{`".."`}},
-		{name: "three parts", in: "a/b/c", wantErr: []string{`"b/c"`}},
+		{name: "three parts", in: "a/b/c", wantErr: []string{`"a/b/c"`, "NAME or NAMESPACE/NAME"}},
 		{name: "empty name after namespace", in: "ns/", wantErr: []string{`"ns/"`}},
 		{name: "empty name before interface", in: "@net1", wantErr: []string{"element 1"}},
 		{name: "space inside an element", in: "a b", wantErr: []string{`"a b"`}},

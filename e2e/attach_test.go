@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -73,12 +75,28 @@ func TestAttachDetach(t *testing.T) {
 	t.Run("bad input is rejected and leaves nothing", func(t *testing.T) {
 		s.t = t
 		s.network("team-b", "secret", `{"cniVersion":"1.0.0","name":"secret","plugins":[{"type":"bridge","bridge":"nnasecret0"}]}`)
+		s.network("", "escape", `{"cniVersion":"1.0.0","name":"escape","plugins":[{"type":"../../../../bin/sh"}]}`)
+		outside := filepath.Join(t.TempDir(), "outside.conflist")
+		if err := os.WriteFile(outside, []byte(`{"cniVersion":"1.0.0","name":"outside","plugins":[{"type":"bridge"}]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(s.dirs.Networks, "linked.conflist")); err != nil {
+			t.Fatal(err)
+		}
+		huge := strings.Repeat("storage,", 9000) + "storage"
+		nested := `[{"name":"storage","cni-args":{"a":` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + `}}]`
 		cases := []struct{ name, networks, want string }{
 			{"unknown network", "storage,nosuch", "pod team-a/bad: network nosuch (interface net2): no definition of network nosuch"},
 			{"malformed annotation", `[{"name":"storage"`, "pod team-a/bad: annotation is not a valid JSON list of networks"},
 			{"eth0 requested", "storage@eth0", "pod team-a/bad: network storage (interface eth0): interface eth0 already exists in the pod's network namespace"},
 			{"another namespace", "team-b/secret", "pod team-a/bad: network team-b/secret (interface net1): belongs to namespace team-b, not to the pod's namespace team-a"},
 			{"path traversal", "../storage", `pod team-a/bad: annotation element 1: network ../storage: namespace: ".." is not a DNS-1123 label`},
+			{"absolute path", "/etc/passwd", `pod team-a/bad: annotation element 1 ("/etc/passwd"): a network is NAME or NAMESPACE/NAME`},
+			{"binary outside cniBinDirs", "escape", `pod team-a/bad: network escape (interface net1): ` + filepath.Join(s.dirs.Networks, "escape.conflist") + `: plugins[0].type: "../../../../bin/sh" is not a plain binary name`},
+			{"symlink out of networksDir", "linked", `pod team-a/bad: network linked (interface net1): ` + filepath.Join(s.dirs.Networks, "linked.conflist") + `: resolves to ` + outside + `, outside the networks directory`},
+			{"huge annotation", huge, "pod team-a/bad: annotation is 72007 bytes, more than the limit of 65536"},
+			{"deeply nested annotation", nested, `pod team-a/bad: annotation element 1: network storage: cni-args: "a" is nested deeper than 8 levels`},
+			{"overlong name", strings.Repeat("a", 64), "name: must be at most 63 characters, got 64"},
 		}
 		for _, c := range cases {
 			_, err := s.pod("team-a", "bad", c.networks)
@@ -86,7 +104,7 @@ func TestAttachDetach(t *testing.T) {
 				t.Errorf("%s: RunPodSandbox error = %v\nwant it to contain %q", c.name, err, c.want)
 				continue
 			}
-			t.Logf("e2e: %s rejected: %s", c.name, c.want)
+			t.Logf("e2e: %s rejected: %.160s", c.name, c.want)
 		}
 		s.expectClean("after rejected pods")
 		if ports := s.bridgePorts(); len(ports) != 0 {

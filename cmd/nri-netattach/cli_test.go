@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nri-netattach/nri-netattach/attach"
+)
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeBin makes a CNI bin dir with the named (empty) plugins.
+func fakeBin(t *testing.T, names ...string) string {
+	dir := t.TempDir()
+	for _, n := range names {
+		write(t, filepath.Join(dir, n), "#!/bin/sh\n")
+	}
+	return dir
+}
+
+func TestValidate(t *testing.T) {
+	bin := fakeBin(t, "macvlan", "host-local")
+	good := `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"macvlan","ipam":{"type":"host-local"}}]}`
+	cases := []struct {
+		name     string
+		config   string // "" for none
+		files    map[string]string
+		wantCode int
+		want     []string // lines expected in the output, in any order
+	}{
+		{
+			name:     "all good",
+			config:   "cniBinDirs: [BIN]\n",
+			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
+			wantCode: 0,
+			want:     []string{"ok: 2 network definitions in NETDIR"},
+		},
+		{
+			name:   "one line per problem",
+			config: "cniBinDirs: [BIN]\n",
+			files: map[string]string{
+				"a.conflist":          good,
+				"broken.conflist":     `{"cniVersion":`,
+				"nobin.conflist":      `{"cniVersion":"1.0.0","name":"nobin","plugins":[{"type":"sriov"}]}`,
+				"Bad_Name.conflist":   good,
+				"notes.txt":           "hello",
+				"Team_B/c.conflist":   good,
+				"team-a/esc.conflist": `{"cniVersion":"1.0.0","name":"esc","plugins":[{"type":"../sh"}]}`,
+			},
+			wantCode: 1,
+			want: []string{
+				"NETDIR/broken.conflist: not a JSON object",
+				`NETDIR/nobin.conflist: plugins[0].type: CNI plugin "sriov" not found in BIN`,
+				"NETDIR/Bad_Name.conflist: file name:",
+				`NETDIR/notes.txt: unknown extension ".txt"`,
+				"NETDIR/Team_B: namespace directory:",
+				`NETDIR/team-a/esc.conflist: plugins[0].type: "../sh" is not a plain binary name`,
+			},
+		},
+		{
+			name:     "bad configuration: every problem with its field",
+			config:   "cniBinDirs: [relative]\nstateDir: also-relative\nattachMode: fast\n",
+			wantCode: 1,
+			want: []string{
+				`CONFIG: cniBinDirs[0]: must be an absolute path, got "relative"`,
+				`CONFIG: stateDir: must be an absolute path, got "also-relative"`,
+				`CONFIG: attachMode: must be "sync" or "pipelined", got "fast"`,
+			},
+		},
+		{
+			name:     "unknown config field",
+			config:   "networkDir: /x\n",
+			wantCode: 1,
+			want:     []string{`CONFIG: config: error unmarshaling JSON: while decoding JSON: json: unknown field "networkDir"`},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			netDir := filepath.Join(root, "networks.d")
+			if err := os.MkdirAll(netDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, data := range c.files {
+				write(t, filepath.Join(netDir, name), data)
+			}
+			args := []string{"--networks", netDir}
+			cfgPath := filepath.Join(root, "config.yaml")
+			if c.config != "" {
+				write(t, cfgPath, strings.ReplaceAll(c.config, "BIN", bin))
+				args = append(args, "--config", cfgPath)
+			}
+			var out bytes.Buffer
+			code := validateCmd(args, &out)
+			if code != c.wantCode {
+				t.Errorf("exit %d, want %d; output:\n%s", code, c.wantCode, out.String())
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			for _, w := range c.want {
+				w = strings.NewReplacer("NETDIR", netDir, "BIN", bin, "CONFIG", cfgPath).Replace(w)
+				found := false
+				for _, l := range lines {
+					found = found || strings.HasPrefix(l, w)
+				}
+				if !found {
+					t.Errorf("no line starting with %q in:\n%s", w, out.String())
+				}
+			}
+			if c.wantCode == 1 && len(lines) != len(c.want) {
+				t.Errorf("%d lines for %d problems:\n%s", len(lines), len(c.want), out.String())
+			}
+		})
+	}
+}
+
+func TestStatus(t *testing.T) {
+	root := t.TempDir()
+	state := filepath.Join(root, "state")
+	cfg := filepath.Join(root, "config.yaml")
+	write(t, cfg, "stateDir: "+state+"\n")
+	rec := func(id, ns, name, st string, atts ...attach.Attachment) {
+		data, _ := json.Marshal(attach.Record{SandboxID: id, Namespace: ns, Name: name, UID: "uid-" + id,
+			NetNS: "/var/run/netns/" + id, State: st, Created: time.Unix(1700000000, 0), Attachments: atts})
+		write(t, filepath.Join(state, "sandboxes", id+".json"), string(data))
+	}
+	rec("aaaaaaaaaaaaaaaa", "team-a", "web", attach.StateAttached,
+		attach.Attachment{Network: "storage", IfName: "net1", Config: json.RawMessage(`{}`),
+			Status: &attach.NetworkStatus{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}},
+		attach.Attachment{Network: "team-a/fabric", IfName: "fab0", Config: json.RawMessage(`{}`)})
+	rec("bbbbbbbbbbbbbbbb", "team-b", "db", attach.StateDetached)
+
+	var out bytes.Buffer
+	if code := statusCmd([]string{"--config", cfg}, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"POD", "team-a/web  aaaaaaaaaaaa  attached  storage        net1       10.1.0.5  02:00:00:00:00:01",
+		"team-a/web  aaaaaaaaaaaa  attached  team-a/fabric  fab0", "team-b/db   bbbbbbbbbbbb  detached  -",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	out.Reset()
+	if code := statusCmd([]string{"--config", cfg, "--pod", "team-a/web", "--json"}, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var view []podStatus
+	if err := json.Unmarshal(out.Bytes(), &view); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if len(view) != 1 || view[0].Pod != "team-a/web" || len(view[0].Attachments) != 2 ||
+		view[0].Attachments[0].IPs[0] != "10.1.0.5" || view[0].Attachments[1].Interface != "fab0" {
+		t.Errorf("--json --pod: %+v", view)
+	}
+	if strings.Contains(out.String(), "config") {
+		t.Errorf("--json exposes the internal CNI config:\n%s", out.String())
+	}
+
+	out.Reset()
+	if code := statusCmd([]string{"--config", cfg, "--pod", "team-c/none"}, &out); code != 1 {
+		t.Errorf("unknown pod: exit %d, want 1", code)
+	}
+	// status reads only: a missing state directory is not created.
+	empty := filepath.Join(root, "nostate")
+	write(t, filepath.Join(root, "c2.yaml"), "stateDir: "+empty+"\n")
+	out.Reset()
+	if code := statusCmd([]string{"--config", filepath.Join(root, "c2.yaml")}, &out); code != 0 {
+		t.Errorf("empty state: exit %d", code)
+	}
+	if _, err := os.Stat(empty); !os.IsNotExist(err) {
+		t.Errorf("status created %s", empty)
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	if code := dispatch([]string{"version"}); code != 0 {
+		t.Errorf("version: exit %d", code)
+	}
+	if code := dispatch([]string{"frobnicate"}); code != 2 {
+		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+	if code := dispatch([]string{"run", "--log-format", "xml"}); code != 2 {
+		t.Errorf("bad --log-format: exit %d, want 2", code)
+	}
+	if code := dispatch([]string{"run", "--config", "/nonexistent/config.yaml"}); code != 1 {
+		t.Errorf("missing --config: exit %d, want 1", code)
+	}
+}

@@ -40,7 +40,7 @@ var ErrBinariesStale = errors.New("e2e binaries older than their sources: run ha
 var RequiredBinaries = []string{
 	"containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause",
 	"bridge", "host-local", "loopback", "macvlan", "static", "host-device", "ptp", "tuning",
-	"e2e-fail", "e2e-sleep",
+	"e2e-fail", "e2e-sleep", "e2e-devmove",
 }
 
 // DefaultBinDir returns the directory hack/e2e-deps.sh installs into: the

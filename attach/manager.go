@@ -47,6 +47,10 @@ type Options struct {
 	CNIBinDirs []string
 	// Observer, if set, hears of every attachment added or deleted.
 	Observer Observer
+	// StatusInPlace writes an existing status file in place instead of
+	// replacing it: it is bind-mounted into containers, and a replaced file
+	// would leave them the old inode.
+	StatusInPlace bool
 }
 
 // Observer hears the outcome of every CNI ADD and DEL, by network (for
@@ -67,6 +71,8 @@ type Manager struct {
 	cni       *libcni.CNIConfig
 	recs      records
 	statusDir string
+	stateDir  string
+	inPlace   bool
 	locks     keyedMutex
 	observer  Observer
 }
@@ -94,6 +100,8 @@ func New(o Options) (*Manager, error) {
 		cni:       libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, cacheDir, pluginExec{}),
 		recs:      records{dir: recDir},
 		statusDir: o.StatusDir,
+		stateDir:  o.StateDir,
+		inPlace:   o.StatusInPlace,
 		observer:  o.Observer,
 	}, nil
 }
@@ -220,11 +228,14 @@ func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
 	return m.detachLocked(ctx, rec)
 }
 
-// Remove DELs whatever is left of a sandbox and forgets it: its record and
-// its status file (RemovePodSandbox). If a DEL still fails, the record is
+// Remove DELs whatever is left of a sandbox and forgets it: its record, its
+// pending marker and its status file (RemovePodSandbox). If a DEL still fails, the record is
 // kept so that a later resync retries it.
 func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
 	defer m.locks.lock(sandboxID)()
+	if err := m.ClearPending(sandboxID); err != nil {
+		return err
+	}
 	rec, err := m.recs.get(sandboxID)
 	if err != nil || rec == nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -89,7 +90,23 @@ func (m *Manager) writeStatus(pod *Pod, atts []Attachment) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.StatusPath(pod.UID), append(data, '\n'))
+	path := m.StatusPath(pod.UID)
+	if m.inPlace {
+		if _, err := os.Stat(path); err == nil {
+			return os.WriteFile(path, append(data, '\n'), 0o644)
+		}
+	}
+	return writeFileAtomic(path, append(data, '\n'))
+}
+
+// PrepareStatus creates an empty status file for a pod, so that it can be
+// bind-mounted into containers created before the attach ends.
+func (m *Manager) PrepareStatus(uid string) error {
+	f, err := os.OpenFile(m.StatusPath(uid), os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // StatusPath returns the path of a pod's network-status file.

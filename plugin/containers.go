@@ -7,36 +7,47 @@ import (
 	"github.com/containerd/nri/pkg/api"
 )
 
-// CreateContainer holds a pod's containers until its pipelined attach is
-// done (no container ever starts before its networks are attached), and
-// mounts the pod's network-status file into them when statusInContainers
-// is configured.
-func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+// hookTimeout bounds the wait-attached hook (seconds, for runc). The
+// background attach it waits for is bounded by backgroundAttachTimeout.
+const hookTimeout = int64(backgroundAttachTimeout/1e9) + 5
+
+// CreateContainer holds the containers of a pod whose pipelined attach is
+// still running, with an OCI hook that waits for it (no container starts
+// before its networks are attached), fails them when it failed, and mounts
+// the pod's network-status file into them when statusInContainers is set.
+// It never waits itself: it runs under the runtime's node-wide lock.
+func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	st := p.current()
 	if st == nil {
 		return nil, nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
-	defer cancel()
-	if err := p.pipe.wait(ctx, pod.GetId()); err != nil {
+	hook, err := p.pipe.hold(st.mgr, pod.GetId())
+	if err != nil {
 		err = podErr(pod, err)
-		podLog(p.log, pod).WithField("container", ctr.GetName()).WithError(err).Warn("container held: networks not attached")
+		podLog(p.log, pod).WithField("container", ctr.GetName()).WithError(err).Warn("container refused: networks not attached")
 		return nil, nil, err
 	}
-	sic := st.cfg.StatusInContainers
-	if sic == nil {
-		return nil, nil, nil
-	}
-	src := st.mgr.StatusPath(pod.GetUid())
-	if _, err := os.Stat(src); err != nil {
-		return nil, nil, nil // no secondary network: nothing to show
-	}
 	adj := &api.ContainerAdjustment{}
-	adj.AddMount(&api.Mount{
-		Destination: sic.Path,
-		Source:      src,
-		Type:        "bind",
-		Options:     []string{"bind", "ro", "rprivate", "nosuid", "nodev", "noexec"},
-	})
+	if hook {
+		adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{{
+			Path:    st.hookBinary,
+			Args:    []string{st.hookBinary, "wait-attached", "--state-dir", st.cfg.StateDir, "--sandbox", pod.GetId()},
+			Timeout: &api.OptionalInt{Value: hookTimeout},
+		}}})
+		podLog(p.log, pod).WithField("container", ctr.GetName()).Debug("networks still attaching: container held by the wait-attached hook")
+	}
+	if sic := st.cfg.StatusInContainers; sic != nil {
+		// Only pods with secondary networks have the file (pipelined mode
+		// creates it empty at RunPodSandbox and fills it in place).
+		src := st.mgr.StatusPath(pod.GetUid())
+		if _, err := os.Stat(src); err == nil {
+			adj.AddMount(&api.Mount{
+				Destination: sic.Path,
+				Source:      src,
+				Type:        "bind",
+				Options:     []string{"bind", "ro", "rprivate", "nosuid", "nodev", "noexec"},
+			})
+		}
+	}
 	return adj, nil, nil
 }

@@ -36,10 +36,18 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		return nil
 	}
 	if st.cfg.AttachMode == config.AttachPipelined {
-		log.WithField("resolve", time.Since(start)).Debug("attach runs in the background (pipelined)")
-		p.pipe.start(ap.SandboxID, func(ctx context.Context) error {
+		if st.cfg.StatusInContainers != nil {
+			if err := st.mgr.PrepareStatus(ap.UID); err != nil {
+				return podErr(pod, err)
+			}
+		}
+		err := p.pipe.start(st.mgr, ap.SandboxID, func(ctx context.Context) error {
 			return p.attach(ctx, st, ap, atts, log, time.Now())
 		})
+		if err != nil {
+			return podErr(pod, err)
+		}
+		log.WithField("resolve", time.Since(start)).Debug("attach runs in the background (pipelined)")
 		return nil
 	}
 	if err := p.attach(ctx, st, ap, atts, log, start); err != nil {

@@ -31,7 +31,17 @@ func slowBridge(t *testing.T, h *harness, name, subnet string, ms int) string {
 	return strings.Replace(b, `}}]}`, `}},{"type":"e2e-sleep","sleepMs":`+strconv.Itoa(ms)+`}]}`, 1)
 }
 
-func TestPipelinedAttachHoldsFirstContainer(t *testing.T) {
+// hookOf returns the wait-attached hook of an adjustment, or nil.
+func hookOf(adj *api.ContainerAdjustment) *api.Hook {
+	for _, h := range adj.GetHooks().GetCreateRuntime() {
+		if len(h.Args) > 1 && h.Args[1] == "wait-attached" {
+			return h
+		}
+	}
+	return nil
+}
+
+func TestPipelinedAttachHoldsContainersWithAHook(t *testing.T) {
 	h := startPlugin(t, realCNIBin(t), 2*time.Second, pipelined)
 	h.writeNetwork("", "slow", slowBridge(t, h, "slow", "10.214.0.0/24", 400))
 	netns := newNetNSWithEth0(t)
@@ -41,50 +51,74 @@ func TestPipelinedAttachHoldsFirstContainer(t *testing.T) {
 	if err := h.run(p); err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
-	if took := time.Since(start); took > 300*time.Millisecond {
-		t.Errorf("pipelined RunPodSandbox took %s; the 400ms attach should run in the background", took)
-	}
-	if _, err := createContainer(h, p, "app"); err != nil {
+	adj, err := createContainer(h, p, "app")
+	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
-	// By the time the container may be created, the network is there.
-	if out := mustRun(t, "ip", "-n", filepath.Base(netns), "-o", "addr", "show", "net1"); !strings.Contains(out, "10.214.0.") {
-		t.Errorf("CreateContainer returned before net1 was attached: %q", out)
+	if took := time.Since(start); took > 300*time.Millisecond {
+		t.Errorf("RunPodSandbox + CreateContainer took %s; neither may wait for the 400ms attach", took)
+	}
+	hook := hookOf(adj)
+	if hook == nil || hook.Path != filepath.Join(h.cfg.StateDir, "bin", "nri-netattach") ||
+		!contains(hook.Args, "sb-pipe") || !contains(hook.Args, h.cfg.StateDir) || hook.Timeout.GetValue() <= 20 {
+		t.Fatalf("container created while attaching: hooks %v; want the wait-attached hook", adj.GetHooks())
+	}
+	// What the hook does: wait until attached.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipe"); err != nil {
+		t.Fatalf("WaitAttached: %v", err)
 	}
 	if took := time.Since(start); took < 400*time.Millisecond {
-		t.Errorf("CreateContainer returned after %s, before the 400ms attach could finish", took)
+		t.Errorf("WaitAttached returned after %s, before the 400ms attach could finish", took)
 	}
-	// Later containers do not wait.
-	start = time.Now()
-	if _, err := createContainer(h, p, "sidecar"); err != nil || time.Since(start) > 100*time.Millisecond {
-		t.Errorf("second CreateContainer: %v after %s", err, time.Since(start))
+	if out := mustRun(t, "ip", "-n", filepath.Base(netns), "-o", "addr", "show", "net1"); !strings.Contains(out, "10.214.0.") {
+		t.Errorf("WaitAttached returned before net1 was attached: %q", out)
+	}
+	// Once attached, containers are not held.
+	if adj, err := createContainer(h, p, "sidecar"); err != nil || hookOf(adj) != nil {
+		t.Errorf("container created after the attach: hook %v, err %v", hookOf(adj), err)
 	}
 }
 
-func TestPipelinedFailureFailsCreateContainerAndRetries(t *testing.T) {
+func TestPipelinedFailureFailsContainersAndRetries(t *testing.T) {
 	h := startPlugin(t, realCNIBin(t), 2*time.Second, pipelined)
 	h.writeNetwork("", "broken", `{"cniVersion":"1.0.0","name":"broken","plugins":[{"type":"e2e-fail"}]}`)
 	p := pod("sb-pipefail", "team-a", "web", newNetNSWithEth0(t), "broken")
 	if err := h.run(p); err != nil {
 		t.Fatalf("RunPodSandbox: %v (the network is valid; it fails only when attached)", err)
 	}
+	// The hook reports the failure to a container held meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	want := "pod team-a/web: network broken (interface net1): CNI ADD failed"
+	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("WaitAttached = %v; want the attach error", err)
+	}
+	// The next CreateContainer fails with it and starts a retry, which
+	// fails again.
 	for i := 0; i < 2; i++ {
 		_, err := createContainer(h, p, "app")
-		if err == nil || !strings.Contains(err.Error(), "pod team-a/web: network broken (interface net1): CNI ADD failed") {
+		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("CreateContainer #%d error = %v; want the attach error", i+1, err)
 		}
+		if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil {
+			t.Fatal("the retry succeeded")
+		}
 	}
-	// A retry is running in the background; teardown cancels it and
-	// nothing is left.
-	ctx := context.Background()
-	if err := h.rt.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: p}); err != nil {
+	// Teardown cancels and cleans up: no record, no marker.
+	bg := context.Background()
+	if err := h.rt.StopPodSandbox(bg, &api.StopPodSandboxRequest{Pod: p}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.rt.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: p}); err != nil {
+	if err := h.rt.RemovePodSandbox(bg, &api.RemovePodSandboxRequest{Pod: p}); err != nil {
 		t.Fatal(err)
 	}
 	if recs, _ := attach.ListRecords(h.cfg.StateDir); len(recs) != 0 {
 		t.Errorf("records left after teardown: %+v", recs[0])
+	}
+	if m, _ := filepath.Glob(filepath.Join(h.cfg.StateDir, "pending", "*")); len(m) != 0 {
+		t.Errorf("pending markers left: %v", m)
 	}
 }
 
@@ -109,8 +143,11 @@ func TestStopCancelsPipelinedAttach(t *testing.T) {
 	if ips := hostLocalIPs(t, h.dataDir, "slow"); len(ips) != 0 {
 		t.Errorf("IPs left after the cancelled attach: %v", ips)
 	}
-	if _, err := createContainer(h, p, "app"); err != nil {
-		t.Logf("CreateContainer after stop: %v", err)
+	// A container held meanwhile is failed, not started.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipestop"); err == nil || !strings.Contains(err.Error(), "not attached") {
+		t.Errorf("WaitAttached after StopPodSandbox = %v", err)
 	}
 }
 

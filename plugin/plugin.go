@@ -71,6 +71,8 @@ type state struct {
 	store   *config.Store
 	mgr     *attach.Manager
 	devices *devices.Client
+	// hookBinary is the wait-attached hook of pipelined mode.
+	hookBinary string
 }
 
 // New returns a plugin. Nothing is connected until Run.
@@ -92,9 +94,15 @@ func New(o Options) (*Plugin, error) {
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
 	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs,
-		Observer: observer{p.opts.Metrics}})
+		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil})
 	if err != nil {
 		return err
+	}
+	var hook string
+	if cfg.AttachMode == config.AttachPipelined {
+		if hook, err = mgr.InstallHookBinary(); err != nil {
+			return fmt.Errorf("installing the wait-attached hook: %w", err)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -102,7 +110,7 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 		p.state.devices.Close()
 	}
 	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr,
-		devices: devices.NewClient(cfg.PodResourcesSocket)}
+		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }
 

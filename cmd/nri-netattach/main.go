@@ -43,6 +43,8 @@ func dispatch(args []string) int {
 		return statusCmd(args, os.Stdout)
 	case "import-nads":
 		return importNADsCmd(args, os.Stdout, os.Stderr)
+	case "wait-attached":
+		return waitAttachedCmd(args, os.Stdin, os.Stderr)
 	case "version":
 		fmt.Printf("nri-netattach %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -15,8 +15,9 @@ import (
 
 // RunPodSandbox attaches the pod's secondary networks (§7). An error fails
 // the sandbox; kubelet retries it. In pipelined mode it only resolves and
-// validates (bad input still fails the sandbox at once), and the attach
-// runs in the background until the pod's first CreateContainer.
+// validates (bad input still fails the sandbox at once) and starts the
+// attach in the background; the pod's containers are held until it is done
+// (see CreateContainer).
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	start := time.Now()
 	log := podLog(p.log, pod)
@@ -42,7 +43,11 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 			}
 		}
 		err := p.pipe.start(st.mgr, ap.SandboxID, func(ctx context.Context) error {
-			return p.attach(ctx, st, ap, atts, log, time.Now())
+			err := p.attach(ctx, st, ap, atts, log, time.Now())
+			if err != nil && ctx.Err() != context.Canceled {
+				log.WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
+			}
+			return err
 		})
 		if err != nil {
 			return podErr(pod, err)
@@ -71,11 +76,10 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 	return nil
 }
 
-// resolve works out what the pod asks for: every definition found, every
-// interface named, every device-plugin device assigned (from the kubelet),
-// before the first CNI call. No
-// attachments (and no error) for a pod that asks for nothing or is on the
-// host network.
+// resolve works out what the pod asks for before the first CNI call: every
+// definition found, every interface named, every device-plugin device
+// assigned (from the kubelet). A pod that asks for nothing, or is on the
+// host network, gets no attachments and no error.
 func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Attachment, error) {
 	sels, err := st.cfg.PodSelections(pod.GetAnnotations())
 	if err != nil {

@@ -1,82 +1,95 @@
 package attach
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// The per-pod work of an attach outside the CNI plugin processes: building
-// each attachment's arguments, and the write-ahead record written before
-// the first ADD and again once attached. No root needed.
+// instantExec answers every CNI call at once with a fixed result: what is
+// left of an Attach is nri-netattach's own work.
+type instantExec struct{}
 
-func benchAttachment(b *testing.B, sel config.Selection) config.Attachment {
-	b.Helper()
-	def := `{"cniVersion":"1.0.0","name":"storage","plugins":[{"type":"macvlan","master":"eth1","mode":"bridge",
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24"}]]}}]}`
-	n, err := config.ParseDefinition([]byte(def), "storage.conflist", nil)
+var _ invoke.Exec = instantExec{}
+
+func (instantExec) ExecPlugin(_ context.Context, _ string, _ []byte, env []string) ([]byte, error) {
+	for _, e := range env {
+		if e == "CNI_COMMAND=DEL" {
+			return nil, nil
+		}
+	}
+	return []byte(`{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":"02:00:00:00:00:01","sandbox":"/x"}],
+"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":0}]}`), nil
+}
+func (instantExec) FindInPath(plugin string, _ []string) (string, error) { return "/bin/" + plugin, nil }
+func (instantExec) Decode(b []byte) (version.PluginInfo, error) {
+	var d version.PluginDecoder
+	return d.Decode(b)
+}
+
+// benchManager is a Manager whose CNI plugins take no time, and two
+// attachments to add with it.
+func benchManager(b *testing.B) (*Manager, []config.Attachment) {
+	dir := b.TempDir()
+	m, err := New(Options{StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{"/bin"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	n.Ref = config.Ref{Name: "storage"}
-	return config.Attachment{Selection: sel, Network: n, IfName: "net1"}
+	m.cni = libcni.NewCNIConfigWithCacheDir([]string{"/bin"}, filepath.Join(dir, "state", "cache"), instantExec{})
+	var atts []config.Attachment
+	for i, name := range []string{"storage", "fabric"} {
+		n, err := config.ParseDefinition([]byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[{"type":"macvlan","master":"eth1",
+"ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.%d.0/24"}]]}}]}`, name, i)), name, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n.Ref = config.Ref{Name: name}
+		atts = append(atts, config.Attachment{Selection: config.Selection{Name: name}, Network: n, IfName: fmt.Sprintf("net%d", i+1)})
+	}
+	return m, atts
 }
 
-var benchPod = Pod{
-	SandboxID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-	Namespace: "team-a", Name: "web-0", UID: "6c1b5f0e-0d1e-4a7c-9d6e-2f3a4b5c6d7e",
-	NetNS: "/var/run/netns/cni-0123", IPs: []string{"10.88.0.12"},
+func benchPod(i int) Pod {
+	return Pod{SandboxID: fmt.Sprintf("sandbox%032d", i), Namespace: "ns", Name: "p", UID: fmt.Sprintf("uid-%d", i),
+		NetNS: "/var/run/netns/x", IPs: []string{"10.88.0.5"}}
 }
 
-// BenchmarkPrepare builds one attachment's CNI arguments: plain, and with
-// cni-args and capabilities (the conflist is then rewritten).
-func BenchmarkPrepare(b *testing.B) {
-	for _, bc := range []struct {
-		name string
-		sel  config.Selection
-	}{
-		{"plain", config.Selection{Name: "storage"}},
-		{"cni-args+ips+mac", config.Selection{Name: "storage", IPs: []string{"10.10.0.50/24"},
-			MAC: "02:00:00:00:00:50", CNIArgs: map[string]any{"vlan": float64(100)}}},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			att := benchAttachment(b, bc.sel)
-			pod := benchPod
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := prepare(&pod, &att); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+// BenchmarkAttachOverhead: Attach of two networks whose CNI plugins take
+// no time: nri-netattach's own share of a pod start (records, libcni
+// cache, status file, JSON).
+func BenchmarkAttachOverhead(b *testing.B) {
+	m, atts := benchManager(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.Attach(ctx, benchPod(i), atts); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
-// BenchmarkRecordPut writes a sandbox record with 1 and 3 attachments
-// (temp file + rename, no fsync), as an attach does twice per pod.
-func BenchmarkRecordPut(b *testing.B) {
-	for _, n := range []int{1, 3} {
-		b.Run(fmt.Sprintf("attachments=%d", n), func(b *testing.B) {
-			att := benchAttachment(b, config.Selection{Name: "storage"})
-			pod := benchPod
-			rec := &Record{SandboxID: pod.SandboxID, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
-				NetNS: pod.NetNS, State: StateAttaching, Created: time.Now().UTC()}
-			for range n {
-				a, err := prepare(&pod, &att)
-				if err != nil {
-					b.Fatal(err)
-				}
-				rec.Attachments = append(rec.Attachments, a)
-			}
-			rs := records{dir: b.TempDir()}
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := rs.put(rec); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+// BenchmarkRemoveOverhead: Remove of a sandbox with two attachments, with
+// CNI plugins that take no time, among b.N live sandboxes.
+func BenchmarkRemoveOverhead(b *testing.B) {
+	m, atts := benchManager(b)
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.Attach(ctx, benchPod(i), atts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Remove(ctx, benchPod(i).SandboxID); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,11 @@ type Manager struct {
 	inPlace   bool
 	locks     keyedMutex
 	observer  Observer
+
+	// owners maps a pod UID to the sandbox that last wrote its status file
+	// (a pod's sandbox may be recreated); empty after a restart.
+	ownersMu sync.Mutex
+	owners   map[string]string
 }
 
 // Stats tell where an attach spent its time.
@@ -88,7 +94,7 @@ type Stats struct {
 func New(o Options) (*Manager, error) {
 	recDir := filepath.Join(o.StateDir, recordsDir)
 	cacheDir := filepath.Join(o.StateDir, "cache")
-	for _, d := range []string{recDir, cacheDir, o.StatusDir} {
+	for _, d := range []string{recDir, cacheDir, o.StatusDir, filepath.Join(o.StateDir, pendingDir), filepath.Join(o.StateDir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
@@ -103,6 +109,7 @@ func New(o Options) (*Manager, error) {
 		stateDir:  o.StateDir,
 		inPlace:   o.StatusInPlace,
 		observer:  o.Observer,
+		owners:    map[string]string{},
 	}, nil
 }
 
@@ -182,9 +189,12 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment)
 // add runs CNI ADD for attachment i and records its status.
 func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attachment) error {
 	a := &rec.Attachments[i]
-	list, err := libcni.ConfListFromBytes(a.Config)
-	if err != nil {
-		return fmt.Errorf("%s: %w", att.Label(), err)
+	list := att.Network.List
+	if string(a.Config) != string(list.Bytes) { // cni-args or a device injected
+		var err error
+		if list, err = libcni.ConfListFromBytes(a.Config); err != nil {
+			return fmt.Errorf("%s: %w", att.Label(), err)
+		}
 	}
 	res, err := m.cni.AddNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, rec.NetNS))
 	m.observer.Added(a.Network, err)
@@ -240,8 +250,13 @@ func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
 	if err != nil || rec == nil {
 		return err
 	}
-	detachErr := m.detachLocked(ctx, rec)
+	detachErr := m.del(ctx, rec)
 	var errs []error
+	if detachErr != nil {
+		if err := m.recs.put(rec); err != nil {
+			errs = append(errs, fmt.Errorf("writing record: %w", err))
+		}
+	}
 	if err := m.removeStatus(rec); err != nil {
 		errs = append(errs, err)
 	}
@@ -254,14 +269,24 @@ func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
 	return errors.Join(errs...)
 }
 
-// detachLocked DELs rec's attachments in reverse and rewrites (or, when
-// nothing is left and the sandbox is gone, keeps) the record.
+// detachLocked DELs rec's attachments in reverse and rewrites the record
+// with what is left.
 func (m *Manager) detachLocked(ctx context.Context, rec *Record) error {
+	err := m.del(ctx, rec)
+	if perr := m.recs.put(rec); perr != nil {
+		err = errors.Join(err, fmt.Errorf("writing record: %w", perr))
+	}
+	return err
+}
+
+// del DELs rec's attachments in reverse order and leaves in rec those whose
+// DEL failed (State detached when none is left).
+func (m *Manager) del(ctx context.Context, rec *Record) error {
 	var errs []error
 	var left []Attachment
 	for i := len(rec.Attachments) - 1; i >= 0; i-- {
 		a := rec.Attachments[i]
-		if err := m.del(ctx, rec, &a); err != nil {
+		if err := m.delOne(ctx, rec, &a); err != nil {
 			errs = append(errs, fmt.Errorf("network %s (interface %s): CNI DEL failed: %w", a.Network, a.IfName, err))
 			left = append([]Attachment{a}, left...)
 		}
@@ -270,16 +295,13 @@ func (m *Manager) detachLocked(ctx context.Context, rec *Record) error {
 	if len(left) == 0 {
 		rec.State = StateDetached
 	}
-	if err := m.recs.put(rec); err != nil {
-		errs = append(errs, fmt.Errorf("writing record: %w", err))
-	}
 	return errors.Join(errs...)
 }
 
-// del runs CNI DEL for one attachment from its recorded configuration;
+// delOne runs CNI DEL for one attachment from its recorded configuration;
 // libcni adds the cached result as prevResult. A netns that is gone is
 // passed as empty, which plugins treat as "release what you can".
-func (m *Manager) del(ctx context.Context, rec *Record, a *Attachment) error {
+func (m *Manager) delOne(ctx context.Context, rec *Record, a *Attachment) error {
 	list, err := libcni.ConfListFromBytes(a.Config)
 	if err != nil {
 		return err
@@ -294,15 +316,27 @@ func (m *Manager) del(ctx context.Context, rec *Record, a *Attachment) error {
 }
 
 // removeStatus deletes the pod's status file, unless another sandbox of
-// the same pod (a recreated sandbox) owns it now.
+// the same pod (a recreated sandbox) owns it now. Ownership is known in
+// memory; only after a restart are the records read to find it.
 func (m *Manager) removeStatus(rec *Record) error {
 	if rec.UID == "" {
 		return nil
 	}
-	all, _ := m.recs.list()
-	for _, o := range all {
-		if o.UID == rec.UID && o.SandboxID != rec.SandboxID && o.State == StateAttached {
-			return nil
+	m.ownersMu.Lock()
+	owner, known := m.owners[rec.UID]
+	if known && owner == rec.SandboxID {
+		delete(m.owners, rec.UID)
+	}
+	m.ownersMu.Unlock()
+	if known && owner != rec.SandboxID {
+		return nil
+	}
+	if !known {
+		all, _ := m.recs.list()
+		for _, o := range all {
+			if o.UID == rec.UID && o.SandboxID != rec.SandboxID && o.State == StateAttached {
+				return nil
+			}
 		}
 	}
 	if err := os.Remove(m.StatusPath(rec.UID)); err != nil && !os.IsNotExist(err) {

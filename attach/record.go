@@ -134,23 +134,17 @@ func (rs records) list() ([]*Record, error) {
 }
 
 // writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so readers never see a partial file.
+// it into place, so readers never see a partial file. The temporary name
+// is fixed: writers of one file are serialized (per-sandbox lock), and a
+// leftover of a crash is simply overwritten. The directory must exist.
 func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, 0o644); err != nil {
+	if err := errors.Join(werr, f.Close()); err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -91,6 +91,9 @@ func (m *Manager) writeStatus(pod *Pod, atts []Attachment) error {
 		return err
 	}
 	path := m.StatusPath(pod.UID)
+	m.ownersMu.Lock()
+	m.owners[pod.UID] = pod.SandboxID
+	m.ownersMu.Unlock()
 	if m.inPlace {
 		if _, err := os.Stat(path); err == nil {
 			return os.WriteFile(path, append(data, '\n'), 0o644)

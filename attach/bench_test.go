@@ -28,7 +28,9 @@ func (instantExec) ExecPlugin(_ context.Context, _ string, _ []byte, env []strin
 	return []byte(`{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":"02:00:00:00:00:01","sandbox":"/x"}],
 "ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":0}]}`), nil
 }
-func (instantExec) FindInPath(plugin string, _ []string) (string, error) { return "/bin/" + plugin, nil }
+func (instantExec) FindInPath(plugin string, _ []string) (string, error) {
+	return "/bin/" + plugin, nil
+}
 func (instantExec) Decode(b []byte) (version.PluginInfo, error) {
 	var d version.PluginDecoder
 	return d.Decode(b)

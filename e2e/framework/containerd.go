@@ -64,6 +64,9 @@ func (e *Env) startContainerd(ctx context.Context) error {
 	cmd.Dir = e.Dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	// Its own process group: a terminal's Ctrl-C must not kill containerd
+	// before Close has removed the pods through it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("start containerd: %w", err)

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nri-netattach/nri-netattach/e2e/framework"
+)
+
+const (
+	annotationKey = "k8s.v1.cni.cncf.io/networks"
+	namespace     = "bench"
+	// podTimeout bounds one pod's start (retries included) or removal.
+	podTimeout = 2 * time.Minute
+)
+
+// measureMode runs every single-pod and wave measurement with the plugin
+// in attachMode mode, and adds the rows to rep.
+func (b *bench) measureMode(ctx context.Context, mode string, rep *report) error {
+	progress("%s mode: starting nri-netattach", mode)
+	if err := b.startPlugin(ctx, mode); err != nil {
+		return err
+	}
+	for _, c := range cases[:3] {
+		progress("%s mode: single pods, %s (%d + 1 warm-up)", mode, c.name, b.p.Pods)
+		row, err := b.single(ctx, mode, c.name, c.annotation)
+		if err != nil {
+			return err
+		}
+		rep.Single = append(rep.Single, row)
+	}
+	for _, c := range cases {
+		progress("%s mode: wave of %d pods, %s", mode, b.p.Wave, c.name)
+		row, err := b.wave(ctx, mode, c.name, c.annotation)
+		if err != nil {
+			return err
+		}
+		rep.Waves = append(rep.Waves, row)
+	}
+	return b.stopPlugin()
+}
+
+// single starts pods one after the other (after one warm-up pod, not
+// counted) and measures each one's RunPodSandbox + first CreateContainer
+// (created) and + its StartContainer (started).
+func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (row, error) {
+	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: b.p.Pods}
+	prefix := fmt.Sprintf("s-%s-%s-", caseName, mode)
+	warm := fmt.Sprintf("warm-%s-%s", caseName, mode)
+	var ids []string
+	defer func() { b.removeAll(ids) }() // also on error, so that the next try starts clean
+	ps, err := b.startPod(ctx, warm, annotation, time.Now())
+	ids = append(ids, ps.id)
+	if err != nil {
+		return r, err
+	}
+	var created, started []time.Duration
+	for i := range b.p.Pods {
+		ps, err := b.startPod(ctx, fmt.Sprintf("%s%d", prefix, i), annotation, time.Now())
+		ids = append(ids, ps.id)
+		if err != nil {
+			return r, err
+		}
+		created, started = append(created, ps.created), append(started, ps.started)
+		r.Retries += ps.tries - 1
+	}
+	r.CreatedP50, r.CreatedP95 = ms(percentile(created, 50)), ms(percentile(created, 95))
+	r.StartedP50, r.StartedP95 = ms(percentile(started, 50)), ms(percentile(started, 95))
+	return r, b.finish(&r, prefix, ids)
+}
+
+// wave starts b.p.Wave pods at once and measures the wall time until the
+// last one's first container is created, and started.
+func (b *bench) wave(ctx context.Context, mode, caseName, annotation string) (row, error) {
+	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: b.p.Wave}
+	prefix := fmt.Sprintf("w-%s-%s-", caseName, mode)
+	w, err := b.startWave(ctx, prefix, annotation, b.p.Wave)
+	defer func() { b.removeAll(w.ids) }()
+	if err != nil {
+		return r, err
+	}
+	r.CreatedWall, r.StartedWall, r.Retries = ms(w.created), ms(w.started), w.retries
+	return r, b.finish(&r, prefix, w.ids)
+}
+
+// finish removes the pods, checks that nothing is left, and fills in the
+// plugin's own overhead from its log.
+func (b *bench) finish(r *row, prefix string, ids []string) error {
+	if err := b.removeAll(ids); err != nil {
+		return err
+	}
+	clear(ids)
+	r.Leftovers = b.leftovers()
+	if len(r.Leftovers) > 0 {
+		progress("LEAK after %s/%s: %v", r.Mode, r.Case, r.Leftovers)
+	}
+	if r.Networks == 0 {
+		return nil
+	}
+	att, err := attachedLines(b.plugin.LogPath, namespace+"/"+prefix)
+	if err != nil {
+		return err
+	}
+	if len(att) != r.Pods {
+		return fmt.Errorf("%s %s: the plugin logged %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
+	}
+	r.fillOverhead(att)
+	return nil
+}
+
+// waveResult: the wave's pods, and the wall times (from the release of
+// the first pod) until the last one's first container was created and
+// started.
+type waveResult struct {
+	ids              []string
+	retries          int
+	created, started time.Duration
+}
+
+// startWave starts n pods concurrently.
+func (b *bench) startWave(ctx context.Context, prefix, annotation string, n int) (waveResult, error) {
+	pods := make([]podStart, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	var t0 time.Time // set before the release, read after it
+	for i := range n {
+		wg.Go(func() {
+			<-release
+			pods[i], errs[i] = b.startPod(ctx, fmt.Sprintf("%s%d", prefix, i), annotation, t0)
+		})
+	}
+	t0 = time.Now()
+	close(release)
+	wg.Wait()
+	w := waveResult{ids: make([]string, n)}
+	for i, ps := range pods {
+		w.ids[i] = ps.id
+		w.retries += max(ps.tries-1, 0)
+		w.created, w.started = max(w.created, ps.created), max(w.started, ps.started)
+	}
+	return w, errors.Join(errs...)
+}
+
+// podStart is one pod's start: created and started are the times from t0
+// until its first container was created (CreateContainer returned) and
+// started (StartContainer returned). Pipelined mode holds the container in
+// an OCI createRuntime hook until the networks are attached; runc runs it
+// within StartContainer, so only "started" includes the attach there.
+type podStart struct {
+	id               string
+	tries            int
+	created, started time.Duration
+}
+
+// startPod runs a pod sandbox, creates its first container and starts it,
+// retrying (as the kubelet does, within podTimeout) when the runtime
+// rejects the sandbox or the container because the plugin ran out of time
+// under load.
+func (b *bench) startPod(ctx context.Context, name, annotation string, t0 time.Time) (podStart, error) {
+	ctx, cancel := context.WithTimeout(ctx, podTimeout)
+	defer cancel()
+	spec := framework.PodSpec{Name: name, Namespace: namespace, Annotations: map[string]string{}}
+	if annotation != "" {
+		spec.Annotations[annotationKey] = annotation
+	}
+	ps := podStart{}
+	var ctr string
+	var err error
+	for ps.tries = 1; ; ps.tries++ {
+		if ps.id == "" {
+			ps.id, err = b.env.RunPod(ctx, spec)
+		}
+		if err == nil && ctr == "" {
+			ctr, err = b.env.CreateContainer(ctx, ps.id, spec, "c0")
+			ps.created = time.Since(t0)
+		}
+		if err == nil {
+			if err = b.env.StartContainer(ctx, ctr); err != nil {
+				// As the kubelet, recreate a container that failed to start.
+				_ = b.env.RemoveContainer(ctx, ctr)
+				ctr = ""
+			}
+			ps.started = time.Since(t0)
+		}
+		if err == nil || !retriable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return ps, fmt.Errorf("pod %s/%s: %w", namespace, name, err)
+	}
+	return ps, nil
+}
+
+// retriable: the plugin ran out of its time budget (sync), or the attach
+// was still running when the wait-attached hook gave up (pipelined).
+func retriable(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "timed out") || strings.Contains(s, "still attaching")
+}
+
+// removeAll stops and removes the sandboxes concurrently ("" ids are
+// skipped), as the kubelet would for a drained node.
+func (b *bench) removeAll(ids []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*podTimeout)
+	defer cancel()
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		wg.Go(func() {
+			if err := b.env.StopPod(ctx, id); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = b.env.RemovePod(ctx, id)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove pods: %w", err)
+	}
+	return nil
+}
+
+func countNetworks(annotation string) int {
+	if annotation == "" {
+		return 0
+	}
+	return strings.Count(annotation, ",") + 1
+}
+
+// attached is one `msg=attached` line of the plugin's JSON log.
+type attached struct {
+	Pod          string
+	Elapsed, CNI time.Duration
+}
+
+// attachedLines returns the attached lines of pods whose NAMESPACE/NAME
+// starts with prefix. logrus encodes a time.Duration field as an integer
+// of nanoseconds; a duration string is accepted too.
+func attachedLines(logPath, prefix string) ([]attached, error) {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("plugin log: %w", err)
+	}
+	var out []attached
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"attached"`)) {
+			continue
+		}
+		var l struct {
+			Msg, Pod     string
+			Elapsed, CNI json.RawMessage
+		}
+		if json.Unmarshal(line, &l) != nil || l.Msg != "attached" || !strings.HasPrefix(l.Pod, prefix) {
+			continue
+		}
+		a := attached{Pod: l.Pod}
+		if a.Elapsed, err = parseDuration(l.Elapsed); err == nil {
+			a.CNI, err = parseDuration(l.CNI)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("plugin log line %s: %w", line, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parseDuration(raw json.RawMessage) (time.Duration, error) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return time.ParseDuration(s)
+	}
+	var ns int64
+	if err := json.Unmarshal(raw, &ns); err != nil {
+		return 0, fmt.Errorf("duration %s: %w", raw, err)
+	}
+	return time.Duration(ns), nil
+}

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one measurement: a single-pod series (percentiles) or a wave
+// (wall times), until the first container was created (RunPodSandbox +
+// CreateContainer, issue 4's definition) and started (+ StartContainer,
+// where pipelined mode's wait-attached hook runs). Durations are in ms.
+type row struct {
+	Mode        string  `json:"mode"`
+	Case        string  `json:"case"`
+	Networks    int     `json:"networks"`
+	Pods        int     `json:"pods"`
+	CreatedP50  float64 `json:"createdP50Ms,omitempty"`
+	CreatedP95  float64 `json:"createdP95Ms,omitempty"`
+	StartedP50  float64 `json:"startedP50Ms,omitempty"`
+	StartedP95  float64 `json:"startedP95Ms,omitempty"`
+	CreatedWall float64 `json:"createdWallMs,omitempty"`
+	StartedWall float64 `json:"startedWallMs,omitempty"`
+	// Ratio and Added compare StartedP50 (single) or StartedWall (wave)
+	// with the no-network row of the same mode.
+	Ratio float64 `json:"ratioVsNone"`
+	Added float64 `json:"addedMsVsNone"`
+	// From the plugin's attached log lines: time in CNI plugin processes,
+	// and its own overhead (elapsed - cni) per pod.
+	CNIP50    float64  `json:"cniP50Ms,omitempty"`
+	OwnP50    float64  `json:"ownP50Ms,omitempty"`
+	OwnP95    float64  `json:"ownP95Ms,omitempty"`
+	Retries   int      `json:"retries"`
+	Leftovers []string `json:"leftovers"`
+}
+
+func (r *row) fillOverhead(att []attached) {
+	own := make([]time.Duration, len(att))
+	cni := make([]time.Duration, len(att))
+	for i, a := range att {
+		own[i], cni[i] = a.Elapsed-a.CNI, a.CNI
+	}
+	r.OwnP50, r.OwnP95 = ms(percentile(own, 50)), ms(percentile(own, 95))
+	r.CNIP50 = ms(percentile(cni, 50))
+}
+
+// report is everything a run prints, and its JSON form.
+type report struct {
+	Started time.Time    `json:"started"`
+	Took    string       `json:"took"`
+	Quick   bool         `json:"quick"`
+	Params  params       `json:"params"`
+	Host    host         `json:"host"`
+	Single  []row        `json:"single"`
+	Waves   []row        `json:"waves"`
+	Scale   *scaleResult `json:"scale"`
+	Targets []target     `json:"targets"`
+	Notes   []string     `json:"notes"`
+}
+
+type host struct {
+	CPUs      int     `json:"cpus"`
+	MemGiB    float64 `json:"memGiB"`
+	LoadStart string  `json:"loadStart"`
+	LoadEnd   string  `json:"loadEnd"`
+}
+
+func hostInfo() host {
+	h := host{CPUs: runtime.NumCPU(), LoadStart: loadavg()}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb float64
+		if _, err := fmt.Sscanf(string(data), "MemTotal: %f kB", &kb); err == nil {
+			h.MemGiB = math.Round(kb/(1<<20)*10) / 10
+		}
+	}
+	return h
+}
+
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// target is one of issue 4's targets, checked.
+type target struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Pass  bool   `json:"pass"`
+}
+
+// evaluate fills in the ratios, the targets and the notes.
+func (rep *report) evaluate() {
+	rep.Host.LoadEnd = loadavg()
+	compare(rep.Single, func(r *row) float64 { return r.StartedP50 })
+	compare(rep.Waves, func(r *row) float64 { return r.StartedWall })
+	rep.Targets = append(rep.Targets, rep.overheadTarget())
+	for _, mode := range []string{"sync", "pipelined"} {
+		rep.Targets = append(rep.Targets, rep.singleTarget(mode))
+	}
+	rep.Targets = append(rep.Targets, rep.waveTarget(), rep.cleanTarget())
+	if s := rep.Scale; s != nil && s.CyclesTook != "" {
+		rep.Targets = append(rep.Targets,
+			target{fmt.Sprintf("no goroutine growth across %d pod cycles", s.Cycles), fmt.Sprintf("%d -> %d", s.Goroutines[0], s.Goroutines[1]), s.Goroutines[1] <= s.Goroutines[0]},
+			target{fmt.Sprintf("no fd growth across %d pod cycles", s.Cycles), fmt.Sprintf("%d -> %d", s.FDs[0], s.FDs[1]), s.FDs[1] <= s.FDs[0]})
+	}
+	if slow := find(rep.Waves, "sync", "slow"); slow != nil {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("sync mode, wave of %d with the %d ms plugin and two networks: adds %.2f s over the no-network wave (serialized: %d x 2 x %d ms = %.1f s expected)",
+			rep.Params.Wave, rep.Params.SlowMs, slow.Added/1000, rep.Params.Wave, rep.Params.SlowMs, float64(rep.Params.Wave*2*rep.Params.SlowMs)/1000))
+	}
+	if rep.Quick {
+		rep.Notes = append(rep.Notes, "quick run: small counts, the targets are indicative only")
+	}
+	rep.Notes = append(rep.Notes,
+		"created = RunPodSandbox + first CreateContainer (issue 4's definition); started = + its StartContainer. Pipelined mode holds the container in the wait-attached OCI hook, which runc runs within StartContainer, so there only started includes the attach: x none, + none and the targets use started in both modes",
+		"own overhead = elapsed - cni from the plugin's attached log lines; sync: from RunPodSandbox entry, pipelined: the background attach only (resolve runs in RunPodSandbox)",
+		"the single-pod rows start with one warm-up pod that is not counted; a retry is a sandbox or container the runtime rejected and the bench tried again, as the kubelet would")
+}
+
+// compare sets Ratio and Added of each row against the none row of its mode.
+func compare(rows []row, val func(*row) float64) {
+	for i := range rows {
+		base := find(rows, rows[i].Mode, "none")
+		if base == nil || val(base) == 0 {
+			continue
+		}
+		rows[i].Ratio = round(val(&rows[i])/val(base), 2)
+		rows[i].Added = round(val(&rows[i])-val(base), 1)
+	}
+}
+
+func find(rows []row, mode, c string) *row {
+	for i := range rows {
+		if rows[i].Mode == mode && rows[i].Case == c {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+// overheadTarget: the plugin's own overhead at most 1 ms per pod, p50, on
+// the single-pod rows (in a wave the figure also holds CPU contention).
+func (rep *report) overheadTarget() target {
+	worst, at := 0.0, ""
+	for _, r := range rep.Single {
+		if r.Networks > 0 && r.OwnP50 >= worst {
+			worst, at = r.OwnP50, r.Mode+"/"+r.Case
+		}
+	}
+	return target{"own overhead <= 1 ms per pod (p50, worst single-pod row)", fmt.Sprintf("%.3f ms (%s)", worst, at), worst <= 1}
+}
+
+// singleTarget: one network at most no-network + CNI time + 5 ms (p50s,
+// until started).
+func (rep *report) singleTarget(mode string) target {
+	name := fmt.Sprintf("%s: single pod, one network <= none + CNI + 5 ms (p50, started)", mode)
+	one, none := find(rep.Single, mode, "one"), find(rep.Single, mode, "none")
+	if one == nil || none == nil {
+		return target{name, "not measured", false}
+	}
+	limit := none.StartedP50 + one.CNIP50 + 5
+	return target{name, fmt.Sprintf("%.1f ms <= %.1f + %.1f + 5 = %.1f ms", one.StartedP50, none.StartedP50, one.CNIP50, limit), one.StartedP50 <= limit}
+}
+
+// waveTarget: pipelined, slow plugin, two networks: at most +0.6 s.
+func (rep *report) waveTarget() target {
+	name := fmt.Sprintf("pipelined: wave of %d, %d ms plugin x 2 networks, adds <= 0.6 s over no network (started)", rep.Params.Wave, rep.Params.SlowMs)
+	slow := find(rep.Waves, "pipelined", "slow")
+	if slow == nil {
+		return target{name, "not measured", false}
+	}
+	return target{name, fmt.Sprintf("%+.2f s", slow.Added/1000), slow.Added <= 600}
+}
+
+// cleanTarget: every measurement left no IP, record, cache entry or status file.
+func (rep *report) cleanTarget() target {
+	var leaks []string
+	for _, r := range slices.Concat(rep.Single, rep.Waves) {
+		leaks = append(leaks, r.Leftovers...)
+	}
+	if s := rep.Scale; s != nil {
+		leaks = append(append(leaks, s.Leftovers...), s.RSSLeftovers...)
+	}
+	v := "nothing left"
+	if len(leaks) > 0 {
+		v = fmt.Sprintf("%d left, e.g. %s", len(leaks), leaks[0])
+	}
+	return target{"pod removal leaves no IP, record, cache entry or status file", v, len(leaks) == 0}
+}
+
+func (rep *report) print(w io.Writer) {
+	p := rep.Params
+	fmt.Fprintf(w, "\nnri-netattach bench, %s, %d CPUs, %.0f GiB, load %s -> %s%s\n", rep.Started.Format(time.RFC3339),
+		rep.Host.CPUs, rep.Host.MemGiB, rep.Host.LoadStart, rep.Host.LoadEnd, map[bool]string{true: " (QUICK)"}[rep.Quick])
+	fmt.Fprintf(w, "\nsingle pod: %d pods per row, ms from RunPodSandbox until the first container is created / started\n", p.Pods)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tcase\tnets\tcreated p50\tp95\tstarted p50\tp95\tx none\t+ none\tcni p50\town p50\town p95\tretries\t")
+	for _, r := range rep.Single {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t%s\t%s\t%d\t\n", r.Mode, r.Case, r.Networks,
+			r.CreatedP50, r.CreatedP95, r.StartedP50, r.StartedP95, r.Ratio, r.Added,
+			opt(r.Networks, r.CNIP50, 1), opt(r.Networks, r.OwnP50, 3), opt(r.Networks, r.OwnP95, 3), r.Retries)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nwave: %d pods at once, ms until every first container is created / started (slow: 2 networks, each + %d ms plugin)\n", p.Wave, p.SlowMs)
+	fmt.Fprintln(tw, "mode\tcase\tnets\tcreated\tstarted\tx none\t+ none\tcni p50\town p50\town p95\tretries\t")
+	for _, r := range rep.Waves {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.2f\t%.1f\t%s\t%s\t%s\t%d\t\n", r.Mode, r.Case, r.Networks,
+			r.CreatedWall, r.StartedWall, r.Ratio, r.Added,
+			opt(r.Networks, r.CNIP50, 1), opt(r.Networks, r.OwnP50, 3), opt(r.Networks, r.OwnP95, 3), r.Retries)
+	}
+	tw.Flush()
+	if s := rep.Scale; s != nil && s.CyclesTook != "" {
+		fmt.Fprintf(w, "\nscale (%s mode): %d pod cycles (start the first container, remove; one network; waves of %d) in %s, %d retries\n",
+			s.Mode, s.Cycles, s.CycleWave, s.CyclesTook, s.Retries)
+		fmt.Fprintf(w, "  plugin goroutines %d -> %d, open fds %d -> %d\n", s.Goroutines[0], s.Goroutines[1], s.FDs[0], s.FDs[1])
+		if s.RSSLiveMiB > 0 {
+			fmt.Fprintf(w, "  plugin RSS: %.1f MiB idle, %.1f MiB with %d live attachments (%d pods x %d networks)\n",
+				s.RSSIdleMiB, s.RSSLiveMiB, s.Attachments, s.RSSPods, s.RSSNetworks)
+		} else {
+			fmt.Fprintf(w, "  plugin RSS: %.1f MiB idle; with live attachments: not measured\n", s.RSSIdleMiB)
+		}
+		fmt.Fprintf(w, "  (%d pods x %d networks rather than 1,000 pods: 1,000 sandboxes need 1,000 shims on this %d-CPU machine)\n",
+			s.RSSPods, s.RSSNetworks, rep.Host.CPUs)
+	}
+	fmt.Fprintln(w, "\ntargets (issue 4)")
+	for _, t := range rep.Targets {
+		fmt.Fprintf(w, "  %s  %s: %s\n", map[bool]string{true: "PASS", false: "FAIL"}[t.Pass], t.Name, t.Value)
+	}
+	fmt.Fprintln(w, "\nnotes")
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+}
+
+// write saves the report as JSON.
+func (rep *report) write(path string) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}
+
+// percentile returns the nearest-rank p-th percentile.
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(float64(p)/100*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return round(float64(d)/float64(time.Millisecond), 3) }
+
+func round(v float64, digits int) float64 {
+	f := math.Pow(10, float64(digits))
+	return math.Round(v*f) / f
+}
+
+// opt prints v, or "-" for a row without attachments.
+func opt(networks int, v float64, digits int) string {
+	if networks == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.*f", digits, v)
+}

@@ -3,6 +3,7 @@ package attach
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"os"
 	"os/exec"
@@ -318,5 +319,30 @@ func TestConcurrentOperations(t *testing.T) {
 	}
 	if got := cacheEntries(t, f.state); len(got) != 0 {
 		t.Errorf("cache entries left: %v", got)
+	}
+}
+
+// TestStaticIPsAndMAC: the annotation's ips and mac reach the plugins as
+// capability arguments (static IPAM, macvlan's mac), as with Multus.
+func TestStaticIPsAndMAC(t *testing.T) {
+	f := newFixture(t)
+	parent := newVethParent(t)
+	pinned := network(t, f.bin, "pinned", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"pinned","plugins":[{"type":"macvlan","master":%q,
+"capabilities":{"ips":true,"mac":true},"ipam":{"type":"static"}}]}`, parent))
+	a := f.att(pinned, "pin0")
+	a.Selection.IPs = []string{"10.210.0.42/24"}
+	a.Selection.MAC = "02:00:00:aa:bb:cc"
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{a}); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, "ip", "-n", filepath.Base(f.netns), "addr", "show", "pin0")
+	if !strings.Contains(out, "inet 10.210.0.42/24") || !strings.Contains(out, "link/ether 02:00:00:aa:bb:cc") {
+		t.Errorf("pin0:\n%s\nwant 10.210.0.42/24 and 02:00:00:aa:bb:cc", out)
+	}
+	if err := f.m.Remove(ctxFor(t, 10*time.Second), f.pod.SandboxID); err != nil {
+		t.Fatal(err)
+	}
+	if names := linkNames(t, f.netns); slices.Contains(names, "pin0") {
+		t.Errorf("pin0 left after Remove: %v", names)
 	}
 }

@@ -199,10 +199,11 @@ func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attac
 	res, err := m.cni.AddNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, rec.NetNS))
 	m.observer.Added(a.Network, err)
 	if err != nil {
+		what := "CNI ADD failed"
 		if errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%s: timed out: %w", att.Label(), err)
+			what = "timed out"
 		}
-		return fmt.Errorf("%s: CNI ADD failed: %w", att.Label(), err)
+		return &Error{Network: att.Selection.Ref().String(), Interface: att.IfName, What: what, Err: err}
 	}
 	a.Status, err = statusFromResult(a.Network, a.IfName, res)
 	if err != nil {
@@ -287,7 +288,7 @@ func (m *Manager) del(ctx context.Context, rec *Record) error {
 	for i := len(rec.Attachments) - 1; i >= 0; i-- {
 		a := rec.Attachments[i]
 		if err := m.delOne(ctx, rec, &a); err != nil {
-			errs = append(errs, fmt.Errorf("network %s (interface %s): CNI DEL failed: %w", a.Network, a.IfName, err))
+			errs = append(errs, &Error{Network: a.Network, Interface: a.IfName, What: "CNI DEL failed", Err: err})
 			left = append([]Attachment{a}, left...)
 		}
 	}

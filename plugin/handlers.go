@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -45,7 +46,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		err := p.pipe.start(st.mgr, ap.SandboxID, func(ctx context.Context) error {
 			err := p.attach(ctx, st, ap, atts, log, time.Now())
 			if err != nil && ctx.Err() != context.Canceled {
-				log.WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
+				withWhich(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
 			}
 			return err
 		})
@@ -56,10 +57,18 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		return nil
 	}
 	if err := p.attach(ctx, st, ap, atts, log, start); err != nil {
-		log.WithError(err).Error("attach failed; sandbox rejected")
+		withWhich(log, err).WithError(err).Error("attach failed; sandbox rejected")
 		return err
 	}
 	return nil
+}
+
+// withWhich adds the network and interface an error is about as fields.
+func withWhich(log *logrus.Entry, err error) *logrus.Entry {
+	if network, iface, ok := attach.Which(err); ok {
+		return log.WithFields(logrus.Fields{"network": network, "interface": iface})
+	}
+	return log
 }
 
 // attach runs the attach of a resolved pod and logs its outcome: elapsed
@@ -72,7 +81,11 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 	}
 	elapsed := time.Since(start)
 	p.opts.Metrics.PodAttached(elapsed, stats.CNI)
-	log.WithFields(logrus.Fields{"networks": len(atts), "elapsed": elapsed, "cni": stats.CNI}).Info("attached")
+	which := make([]string, len(atts))
+	for i := range atts {
+		which[i] = atts[i].Selection.Ref().String() + "@" + atts[i].IfName
+	}
+	log.WithFields(logrus.Fields{"networks": strings.Join(which, ","), "elapsed": elapsed, "cni": stats.CNI}).Info("attached")
 	return nil
 }
 
@@ -156,7 +169,7 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 	p.pipe.cancel(ctx, pod.GetId())
 	log := podLog(p.log, pod)
 	if err := fn(ctx, st.mgr); err != nil {
-		p.detachFailed(pod.GetId(), log, err, what+": detach incomplete; the resync retries it")
+		p.detachFailed(pod.GetId(), withWhich(log, err), err, what+": detach incomplete; the resync retries it")
 		return
 	}
 	p.detachRecovered(pod.GetId(), log)

@@ -106,7 +106,7 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 	defer cancel()
 	n := len(rec.Attachments)
 	if err := st.mgr.Remove(ctx, rec.SandboxID); err != nil {
-		p.detachFailed(rec.SandboxID, log, err, "resync: detach ("+reason+") failed; will retry")
+		p.detachFailed(rec.SandboxID, withWhich(log, err), err, "resync: detach ("+reason+") failed; will retry")
 		return
 	}
 	p.detachRecovered(rec.SandboxID, log)

@@ -41,6 +41,7 @@ func main() {
 	binary := flag.String("plugin", "bin/nri-netattach", "the nri-netattach binary")
 	out := flag.String("out", ".cache/bench/last.json", "where to write the results as JSON")
 	isQuick := flag.Bool("quick", false, "smoke run: 5 pods per row, waves of 8, 100 cycles, 20 pods x 10 networks")
+	flag.BoolVar(&scaleOnly, "scale-only", false, "run only the scale phase (1,000 cycles and RSS)")
 	timeout := flag.Duration("timeout", 90*time.Minute, "give up after this long (pods are still cleaned up)")
 	logs := flag.String("logs", "", "copy containerd's and the plugin's logs into this directory at the end")
 	p := full
@@ -128,9 +129,16 @@ func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool
 	return err
 }
 
+// scaleOnly skips the latency phases (--scale-only).
+var scaleOnly bool
+
 // measure runs every phase: both attach modes, then scale.
 func (b *bench) measure(ctx context.Context, rep *report) (err error) {
-	for _, mode := range []string{"sync", "pipelined"} {
+	modes := []string{"sync", "pipelined"}
+	if scaleOnly {
+		modes = nil
+	}
+	for _, mode := range modes {
 		if err := b.measureMode(ctx, mode, rep); err != nil {
 			return err
 		}

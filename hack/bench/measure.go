@@ -17,6 +17,8 @@ import (
 const (
 	annotationKey = "k8s.v1.cni.cncf.io/networks"
 	namespace     = "bench"
+	// retryBackoff spaces the retries of a rejected sandbox or container.
+	retryBackoff = 100 * time.Millisecond
 	// podTimeout bounds one pod's start (retries included) or removal.
 	podTimeout = 2 * time.Minute
 )
@@ -175,6 +177,10 @@ func (b *bench) startPod(ctx context.Context, name, annotation string, t0 time.T
 	var ctr string
 	var err error
 	for ps.tries = 1; ; ps.tries++ {
+		if ps.tries > 1 {
+			time.Sleep(retryBackoff)
+		}
+		err = nil
 		if ps.id == "" {
 			ps.id, err = b.env.RunPod(ctx, spec)
 		}

@@ -124,6 +124,9 @@ func (b *bench) settledScrape(ctx context.Context, before map[string]float64) (m
 	}
 }
 
+// rssWave is how many live pods the RSS phase starts at once.
+const rssWave = 4
+
 // rss keeps b.p.RSSPods pods with b.p.RSSNetworks bridge networks each
 // live, and reads the plugin's resident memory then.
 func (b *bench) rss(ctx context.Context, s *scaleResult) error {
@@ -136,7 +139,9 @@ func (b *bench) rss(ctx context.Context, s *scaleResult) error {
 	var ids []string
 	defer func() { b.removeAll(ids) }()
 	for done, w := 0, 0; done < b.p.RSSPods; w++ {
-		n := min(b.p.CycleWave, b.p.RSSPods-done)
+		// Live pods with many networks each: a few at a time, so that
+		// their attaches (10 bridge ADDs each) fit the background budget.
+		n := min(rssWave, b.p.RSSPods-done)
 		wave, err := b.startWave(ctx, fmt.Sprintf("rss%d-", w), b.rssAnnotation(), n)
 		ids = append(ids, wave.ids...)
 		s.Retries += wave.retries

@@ -158,7 +158,11 @@ func (rep *report) overheadTarget() target {
 			worst, at = r.OwnP50, r.Mode+"/"+r.Case
 		}
 	}
-	return target{"own overhead <= 1 ms per pod (p50, worst single-pod row)", fmt.Sprintf("%.3f ms (%s)", worst, at), worst <= 1}
+	name := "own overhead <= 1 ms per pod (p50, worst single-pod row)"
+	if at == "" {
+		return target{name, "not measured", false}
+	}
+	return target{name, fmt.Sprintf("%.3f ms (%s)", worst, at), worst <= 1}
 }
 
 // singleTarget: one network at most no-network + CNI time + 5 ms (p50s,

@@ -18,19 +18,15 @@ import (
 func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
 	sel := &att.Selection
 	conf := att.Network.List.Bytes
-	inject := map[string]any{}
-	if len(sel.CNIArgs) > 0 {
-		inject["args"] = map[string]any{"cni": sel.CNIArgs}
-	}
+	// The device goes where Multus puts it too, for SR-IOV configs written
+	// for Multus that do not declare the deviceID capability.
+	var keys map[string]any
 	if att.DeviceID != "" {
-		// Where Multus puts it, for SR-IOV configs written for Multus that do
-		// not declare the deviceID capability.
-		inject["deviceID"] = att.DeviceID
-		inject["pciBusID"] = att.DeviceID
+		keys = map[string]any{"deviceID": att.DeviceID, "pciBusID": att.DeviceID}
 	}
-	if len(inject) > 0 {
+	if len(sel.CNIArgs) > 0 || len(keys) > 0 {
 		var err error
-		if conf, err = injectIntoPlugins(conf, inject); err != nil {
+		if conf, err = injectIntoPlugins(conf, sel.CNIArgs, keys); err != nil {
 			return Attachment{}, err
 		}
 	}
@@ -102,9 +98,9 @@ func scalar(v any) (string, bool) {
 	}
 }
 
-// injectIntoPlugins sets keys in every plugin of a conflist; "args" is
-// merged with the plugin's own args (args.cni key by key).
-func injectIntoPlugins(conflist []byte, keys map[string]any) ([]byte, error) {
+// injectIntoPlugins merges cniArgs into every plugin's "args.cni" and sets
+// keys at the top level of every plugin of a conflist.
+func injectIntoPlugins(conflist []byte, cniArgs, keys map[string]any) ([]byte, error) {
 	var list map[string]any
 	if err := json.Unmarshal(conflist, &list); err != nil {
 		return nil, err
@@ -115,11 +111,10 @@ func injectIntoPlugins(conflist []byte, keys map[string]any) ([]byte, error) {
 		if !ok {
 			continue
 		}
+		if len(cniArgs) > 0 {
+			mergeArgs(pm, cniArgs)
+		}
 		for k, v := range keys {
-			if k == "args" {
-				mergeArgs(pm, v.(map[string]any)["cni"].(map[string]any))
-				continue
-			}
 			pm[k] = v
 		}
 	}

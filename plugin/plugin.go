@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -129,8 +130,13 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 		if err != nil {
 			return 0, fmt.Errorf("configuration from the runtime: %w", err)
 		}
-		if err := p.setConfig(c); err != nil {
-			return 0, err
+		// Configure comes on every (re)connection. The state is kept when
+		// the configuration is the same: background attaches and the
+		// resync hold its per-sandbox locks.
+		if cur := p.current(); cur == nil || !reflect.DeepEqual(cur.cfg, c) {
+			if err := p.setConfig(c); err != nil {
+				return 0, err
+			}
 		}
 	}
 	p.opts.Metrics.SetConnected(true)

@@ -126,8 +126,10 @@ func (k *Kube) Run(ctx context.Context) {
 		}))
 	podInf := pods.Core().V1().Pods()
 	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { k.seenPod(obj) },
+		UpdateFunc: func(_, obj any) { k.seenPod(obj) },
 		DeleteFunc: func(obj any) {
-			if pod := podOf(obj); pod != nil {
+			if pod := podOf(obj); pod != nil && pod.Annotations[MirrorAnnotation] == "" {
 				k.pub.forget(string(pod.UID))
 			}
 		},
@@ -200,6 +202,12 @@ func (k *Kube) prune(ctx context.Context, inf cache.SharedIndexInformer) {
 		k.log.WithError(err).Error("forgetting deleted NetworkAttachmentDefinitions")
 	}
 	k.log.WithField("nads", len(exist)).Info("NetworkAttachmentDefinitions in sync with the API server")
+}
+
+func (k *Kube) seenPod(obj any) {
+	if pod := podOf(obj); pod != nil {
+		k.pub.seen(pod)
+	}
 }
 
 func podOf(obj any) *corev1.Pod {

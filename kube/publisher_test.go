@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	nadfake "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/fake"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -200,19 +201,33 @@ func TestRetriedWithBackoffUntilTheAPIServerAnswers(t *testing.T) {
 	}
 }
 
-func TestDroppedWhenThePodIsGone(t *testing.T) {
+func TestPodWithoutAPIObject(t *testing.T) {
 	cs := fake.NewClientset(testPod("team-a", "reused", "uid-new"))
 	apiserverUIDCheck(cs)
 	p := startPublisher(t, cs, record.NewFakeRecorder(10))
-	p.Attached(Pod{Namespace: "team-a", Name: "deleted", UID: "uid-1"}, []byte(statusFile), nil)
-	p.Attached(Pod{Namespace: "team-a", Name: "reused", UID: "uid-old"}, []byte(statusFile), nil)
-	waitFor(t, "both dropped", func() bool { return p.Pending() == 0 })
+	deleted := Pod{Namespace: "team-a", Name: "deleted", UID: "uid-1"}
+	reused := Pod{Namespace: "team-a", Name: "reused", UID: "uid-old"}
+	p.Attached(deleted, []byte(statusFile), nil)
+	p.Attached(reused, []byte(statusFile), nil)
+	waitFor(t, "both parked", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.want) == 2 && p.want["uid-1"].parked && p.want["uid-old"].parked
+	})
 	if v, ok := annotation(t, cs, "team-a", "reused"); ok {
 		t.Errorf("the new pod of the same name got the old one's status %q", v)
+	}
+	// Their sandboxes are removed (no status file left): dropped.
+	p.Removed(deleted, nil)
+	p.Removed(reused, nil)
+	waitFor(t, "both dropped", func() bool { return p.Pending() == 0 })
+	if v, ok := annotation(t, cs, "team-a", "reused"); ok {
+		t.Errorf("annotation %q on another pod", v)
 	}
 	if n := p.queue.Len(); n != 0 {
 		t.Errorf("%d items still queued", n)
 	}
+
 	// A pod deleted while its write is retried is dropped by the informer's
 	// delete event.
 	cs2 := fake.NewClientset(testPod("team-a", "web", "uid-1"))
@@ -225,6 +240,48 @@ func TestDroppedWhenThePodIsGone(t *testing.T) {
 	p2.forget("uid-1")
 	if p2.Pending() != 0 {
 		t.Errorf("pending after the pod's deletion: %d", p2.Pending())
+	}
+}
+
+// TestStaticPodMirror: a static pod started while the API server is down
+// gets its annotation on its mirror pod, once the kubelet has created it.
+func TestStaticPodMirror(t *testing.T) {
+	cs := fake.NewClientset()
+	apiserverUIDCheck(cs)
+	// The API server is down at first: no answer says the pod is missing.
+	var down atomic.Bool
+	down.Store(true)
+	cs.PrependReactor("*", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if down.Load() {
+			return true, nil, errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+		}
+		return false, nil, nil
+	})
+	k := NewWithClients(Options{NodeName: "node-1", NADsDir: t.TempDir(), Log: quietLog().Logger}, cs, noWatchList{nadfake.NewSimpleClientset()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	static := Pod{Namespace: "kube-system", Name: "static-node-1", UID: "config-hash-1"}
+	k.Publisher().Attached(static, []byte(statusFile), nil)
+	time.Sleep(300 * time.Millisecond) // a few failed attempts
+	if k.Publisher().Pending() != 1 {
+		t.Fatal("status dropped while the API server was down")
+	}
+	down.Store(false)
+	time.Sleep(200 * time.Millisecond) // the retry finds no pod: parked
+	mirror := testPod("kube-system", "static-node-1", "api-uid-1")
+	mirror.Spec.NodeName = "node-1"
+	mirror.Annotations = map[string]string{MirrorAnnotation: "config-hash-1"}
+	if _, err := cs.CoreV1().Pods("kube-system").Create(ctx, mirror, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the mirror pod's annotation", func() bool {
+		v, _ := annotation(t, cs, "kube-system", "static-node-1")
+		return v == statusFile
+	})
+	if n := k.Publisher().Pending(); n != 0 {
+		t.Errorf("%d pending after the write", n)
 	}
 }
 

@@ -111,12 +111,19 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 			return fmt.Errorf("installing the wait-attached hook: %w", err)
 		}
 	}
+	nads := cfg.NADsDir()
+	if nads != "" && p.opts.Publisher == nil {
+		// Kubernetes mode is set up at start from --config or --kubeconfig,
+		// never from the runtime's configuration.
+		p.log.Warn("kubernetes.enabled in the runtime's configuration is ignored: Kubernetes mode needs `nri-netattach run --config FILE` or `--kubeconfig FILE`")
+		nads = ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state != nil {
 		p.state.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(cfg.NADsDir()).OnNADMiss(p.opts.NADMiss), mgr: mgr,
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

@@ -202,11 +202,13 @@ func TestBadInputRejectsSandbox(t *testing.T) {
 	}{
 		{"malformed", `[{"name": "good"`, "pod team-a/web: annotation is not a valid JSON list", false},
 		{"traversal", "../x", `pod team-a/web: annotation element 1: network ../x: namespace: ".." is not a DNS-1123 label`, false},
-		{"unknown field", `[{"name":"good","interfaec":"net1"}]`, `unknown field "interfaec"`, false},
-		{"bad interface", "good@bad/name", "pod team-a/web: annotation element 1: network good (interface bad/name)", false},
+		{"runtime-owned cni-args key", `[{"name":"good","cni-args":{"K8S_POD_NAMESPACE":"kube-system"}}]`, `pod team-a/web: annotation element 1: network good: cni-args: key "K8S_POD_NAMESPACE" is set by the runtime`, false},
+		{"NUL in cni-args", `[{"name":"good","cni-args":{"x":"a\u0000b"}}]`, `pod team-a/web: annotation element 1: network "good": cni-args: control character '\x00' not allowed`, false},
+		{"bad interface", `[{"name":"good","interface":"bad/name"}]`, "pod team-a/web: annotation element 1: network good (interface bad/name)", false},
 		{"unknown network", "nope", "pod team-a/web: network nope (interface net1): no definition of network nope", true},
 		{"eth0 requested", "good@eth0", "pod team-a/web: network good (interface eth0): interface eth0 already exists", true},
-		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret (interface net1): belongs to namespace team-b, not to the pod's namespace team-a", true},
+		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret: belongs to namespace team-b, and namespaceIsolation lets pods of namespace team-a use only", true},
+		{"ips without the capability", `[{"name":"good","ips":["10.1.1.5"]}]`, `pod team-a/web: network good (interface net1): ips requested, but no plugin of network good declares the "ips" capability`, true},
 		{"binary outside cniBinDirs", "broken", `pod team-a/web: network broken (interface net1): ` + filepath.Join(h.netDir, "broken.conflist") + `: plugins[0].type: "../../bin/sh" is not a plain binary name`, true},
 	}
 	for _, c := range cases {

@@ -138,7 +138,7 @@ func TestStatus(t *testing.T) {
 	}
 	rec("aaaaaaaaaaaaaaaa", "team-a", "web", attach.StateAttached,
 		attach.Attachment{Network: "storage", IfName: "net1", Config: json.RawMessage(`{}`),
-			Status: &attach.NetworkStatus{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}},
+			Statuses: []attach.NetworkStatus{{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}}},
 		attach.Attachment{Network: "team-a/fabric", IfName: "fab0", Config: json.RawMessage(`{}`)})
 	rec("bbbbbbbbbbbbbbbb", "team-b", "db", attach.StateDetached)
 

@@ -92,10 +92,10 @@ type Config struct {
 	NamespaceIsolation *bool `json:"namespaceIsolation,omitempty"`
 	// GlobalNamespaces are the namespaces whose networks every pod may use
 	// under namespace isolation (Multus's globalNamespaces).
-	GlobalNamespaces []string `json:"globalNamespaces,omitempty"`
+	GlobalNamespaces NamespaceList `json:"globalNamespaces,omitempty"`
 	// SystemNamespaces are the namespaces whose pods do not get the
 	// default networks (Multus's systemNamespaces).
-	SystemNamespaces []string `json:"systemNamespaces,omitempty"`
+	SystemNamespaces NamespaceList `json:"systemNamespaces,omitempty"`
 	// PrimaryNetworkName is the name of the runtime's own network in the
 	// status file (Multus writes its cluster network's name there).
 	PrimaryNetworkName string `json:"primaryNetworkName,omitempty"`
@@ -106,6 +106,31 @@ type Config struct {
 
 // Isolated tells whether namespace isolation is on.
 func (c *Config) Isolated() bool { return c.NamespaceIsolation == nil || *c.NamespaceIsolation }
+
+// NamespaceList is a list of namespaces, written as a list or, as in
+// Multus's configuration, as one comma-separated string.
+type NamespaceList []string
+
+// UnmarshalJSON accepts ["a", "b"] and "a, b".
+func (l *NamespaceList) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		out := NamespaceList{}
+		for _, ns := range strings.Split(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				out = append(out, ns)
+			}
+		}
+		*l = out
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("must be a list of namespaces or a comma-separated string")
+	}
+	*l = list
+	return nil
+}
 
 // StatusInContainers configures the status file mount.
 type StatusInContainers struct {
@@ -206,10 +231,10 @@ func (c *Config) Default() {
 	}
 	// nil is "not set"; an explicit empty list stays empty.
 	if c.GlobalNamespaces == nil {
-		c.GlobalNamespaces = append([]string(nil), DefaultGlobalNamespaces...)
+		c.GlobalNamespaces = append(NamespaceList(nil), DefaultGlobalNamespaces...)
 	}
 	if c.SystemNamespaces == nil {
-		c.SystemNamespaces = append([]string(nil), DefaultSystemNamespaces...)
+		c.SystemNamespaces = append(NamespaceList(nil), DefaultSystemNamespaces...)
 	}
 	if c.PrimaryNetworkName == "" {
 		c.PrimaryNetworkName = DefaultPrimaryNetworkName

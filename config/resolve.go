@@ -229,7 +229,7 @@ func AssignInterfaces(sels []Selection, existing []string) ([]string, error) {
 				}
 				return "requested"
 			}
-			return nil, fmt.Errorf("%s: interface %s is also the interface of network %s (%s); give one of them another name", label, n, sels[j].Ref(), how(j))
+			return nil, fmt.Errorf("%s: interface %s (%s) is also the interface of network %s (%s); give one of them another name", label, n, how(i), sels[j].Ref(), how(j))
 		}
 		owner[n] = i
 	}

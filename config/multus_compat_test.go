@@ -98,7 +98,7 @@ func TestMultusCorpus(t *testing.T) {
 			multus: "accepted (isolation off)", want: []string{"testns1/macvlan-conf-3@net1"}},
 		{name: "other namespace, isolation on", annotations: map[string]string{key: "testns1/macvlan-conf-3"},
 			multus:  "refused: namespace isolation enabled, annotation violates permission",
-			wantErr: []string{"network testns1/macvlan-conf-3: belongs to namespace testns1", "add testns1 to globalNamespaces", "namespaceIsolation: false"}},
+			wantErr: []string{"network testns1/macvlan-conf-3 (interface net1): belongs to namespace testns1", "add testns1 to globalNamespaces", "namespaceIsolation: false"}},
 		{name: "default namespace, isolation on", annotations: map[string]string{key: "default/shared"},
 			multus: "accepted: default is a global namespace", want: []string{"default/shared@net1"}},
 		{name: "own namespace written out", annotations: map[string]string{key: "team-a/macvlan-conf-1"},

@@ -103,18 +103,20 @@ func (c *Config) ResolvePod(pod Pod, lookup Lookup, assign AssignDevices) (*Reso
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range sels {
+	for _, s := range sels {
 		if len(s.Ignored) > 0 {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("annotation: network %s: unknown keys ignored, as Multus ignores them: %s", s.Ref(), strings.Join(s.Ignored, ", ")))
 		}
-		if s.fromDefaults {
-			continue
-		}
-		if err := c.MayUse(pod.Namespace, s.Namespace); err != nil {
-			return nil, fmt.Errorf("network %s: %w", sels[i].Ref(), err)
-		}
 	}
-	reqs, err := Resolve(pod.Namespace, sels, pod.Interfaces, lookup)
+	// The namespace rules apply before the definition is looked for (the
+	// default networks that reach here passed them already).
+	allowed := func(podNS string, ref Ref) (*Network, error) {
+		if err := c.MayUse(pod.Namespace, ref.Namespace); err != nil {
+			return nil, err
+		}
+		return lookup(podNS, ref)
+	}
+	reqs, err := Resolve(pod.Namespace, sels, pod.Interfaces, allowed)
 	if err != nil {
 		return nil, err
 	}

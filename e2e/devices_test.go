@@ -50,7 +50,7 @@ func TestDevicePluginNetworks(t *testing.T) {
 	t.Logf("e2e: pod team-a/db got %s as net1 and %s as fast0 (two networks of one resource, two devices)", vfs[0], vfs[1])
 
 	_, err = s.pod("team-a", "small", "vf-a,vf-b")
-	want := "pod team-a/small: network vf-b (interface net2): resource example.com/vf: more networks draw from this resource than the kubelet allocated"
+	want := "pod team-a/small: network team-a/vf-b (interface net2): resource example.com/vf: more networks draw from this resource than the kubelet allocated"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("two networks, one device: error = %v", err)
 	} else {

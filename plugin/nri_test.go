@@ -207,7 +207,7 @@ func TestBadInputRejectsSandbox(t *testing.T) {
 		{"bad interface", `[{"name":"good","interface":"bad/name"}]`, "pod team-a/web: annotation element 1: network good (interface bad/name)", false},
 		{"unknown network", "nope", "pod team-a/web: network nope (interface net1): no definition of network nope", true},
 		{"eth0 requested", "good@eth0", "pod team-a/web: network good (interface eth0): interface eth0 already exists", true},
-		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret: belongs to namespace team-b, and namespaceIsolation lets pods of namespace team-a use only", true},
+		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret (interface net1): belongs to namespace team-b, and namespaceIsolation lets pods of namespace team-a use only", true},
 		{"ips without the capability", `[{"name":"good","ips":["10.1.1.5"]}]`, `pod team-a/web: network good (interface net1): ips requested, but no plugin of network good declares the "ips" capability`, true},
 		{"binary outside cniBinDirs", "broken", `pod team-a/web: network broken (interface net1): ` + filepath.Join(h.netDir, "broken.conflist") + `: plugins[0].type: "../../bin/sh" is not a plain binary name`, true},
 	}

@@ -376,3 +376,43 @@ func TestRequestLabel(t *testing.T) {
 		})
 	}
 }
+
+// ResolvePod hands the resolved requests to the device assignment and
+// fails the pod with its error; hostNetwork pods reach neither the lookup
+// nor the devices.
+func TestResolvePodDevicesAndHostNetwork(t *testing.T) {
+	lookup := multusWorld(t)
+	c := defaultConfig()
+	pod := Pod{Namespace: "team-a", Name: "p", Annotations: map[string]string{DefaultAnnotation: "sriov-net,macvlan-conf-1@x0"}, Interfaces: []string{"lo", "eth0"}}
+	var seen []string
+	res, err := c.ResolvePod(pod, lookup, func(reqs []Request) error {
+		for i := range reqs {
+			seen = append(seen, reqs[i].Label())
+			if reqs[i].Network.Resource != "" {
+				reqs[i].DeviceID = "0000:3b:02.1"
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, "; ") != "network team-a/sriov-net (interface net1); network team-a/macvlan-conf-1 (interface x0)" {
+		t.Errorf("assign saw %q", seen)
+	}
+	if res.Requests[0].DeviceID != "0000:3b:02.1" {
+		t.Errorf("device not kept: %+v", res.Requests[0])
+	}
+	boom := errors.New("kubelet unreachable")
+	if _, err := c.ResolvePod(pod, lookup, func([]Request) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("assign error not returned: %v", err)
+	}
+
+	pod.HostNetwork = true
+	pod.Annotations[DefaultNetworkAnnotation] = "x"
+	called := false
+	res, err = c.ResolvePod(pod, func(string, Ref) (*Network, error) { called = true; return nil, nil }, func([]Request) error { called = true; return nil })
+	if err != nil || called || len(res.Requests) != 0 || len(res.Warnings) != 2 {
+		t.Errorf("hostNetwork pod: %+v, %v, lookup or assign called %v", res, err, called)
+	}
+}

@@ -39,6 +39,8 @@ func multusWorld(t *testing.T) Lookup {
 		"team-b/mon":                  def("mon", plain),
 		"kube-system/mgmt":            def("mgmt", plain),
 		"mgmt":                        def("mgmt", plain), // a global network
+		"shadow":                      def("shadow", plain),
+		"team-a/shadow":               def("shadow", `{"type":"macvlan"}`),
 	}
 	nets["team-a/sriov-net"].Resource = "intel.com/sriov"
 	for k, n := range nets {
@@ -219,6 +221,8 @@ func TestMultusCorpus(t *testing.T) {
 			wantWarn: []string{"hostNetwork pod carries the networks annotation; nothing attached (and it does not parse"}},
 		{name: "default networks first, numbered with the rest", defaults: []string{"mgmt"}, annotations: map[string]string{key: "macvlan-conf-1"},
 			multus: "accepted: defaultNetworks come right after the cluster network", want: []string{"mgmt@net1", "team-a/macvlan-conf-1@net2"}},
+		{name: "a namespace cannot shadow a global default network", defaults: []string{"shadow"},
+			multus: "accepted: default networks come from Multus's own namespace", want: []string{"shadow@net1"}},
 		{name: "system namespaces get no default networks", podNS: "kube-system", defaults: []string{"mgmt"},
 			multus: "accepted: systemNamespaces get no defaultNetworks", want: []string{}},
 		{name: "namespaced default network, pod of that namespace", podNS: "team-b", defaults: []string{"team-b/mon"},

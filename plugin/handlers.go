@@ -106,8 +106,18 @@ func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, lo
 		if err != nil {
 			return attach.Pod{}, nil, err
 		}
+		// An interrupted attach of this sandbox left a record: Attach DELs
+		// its interfaces first, so they do not count as taken.
+		leftover := map[string]bool{}
+		if rec, _ := st.mgr.Record(pod.GetId()); rec != nil {
+			for _, a := range rec.Attachments {
+				leftover[a.IfName] = true
+			}
+		}
 		for _, l := range links {
-			in.Interfaces = append(in.Interfaces, l.Name)
+			if !leftover[l.Name] {
+				in.Interfaces = append(in.Interfaces, l.Name)
+			}
 			if l.Name == config.PrimaryInterface {
 				ap.PrimaryInterface, ap.PrimaryMAC, ap.PrimaryMTU, ap.PrimaryGateways = l.Name, l.MAC, l.MTU, l.Gateways
 			}

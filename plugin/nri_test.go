@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -488,4 +489,44 @@ func scrape(t *testing.T, m *metrics.Metrics, path string) string {
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 	return rec.Body.String()
+}
+
+// An attach interrupted after its first ADD (the plugin was killed) left a
+// record and an interface: attaching the sandbox again (as the resync does)
+// DELs what the record lists and attaches under the same names, instead of
+// refusing the name the interrupted attach took.
+func TestInterruptedAttachIsRedone(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second)
+	h.writeNetwork("", "br", bridgeNet(t, "br", "10.213.0.0/24", h.dataDir))
+	netns := newNetNSWithEth0(t)
+	p := pod("sb-interrupted", "team-a", "web", netns, "br")
+	if err := h.run(p); err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	path := filepath.Join(h.cfg.StateDir, "sandboxes", p.Id+".json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["state"] = attach.StateAttaching
+	data, _ = json.Marshal(rec)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run(p); err != nil {
+		t.Fatalf("attaching again after an interrupted attach: %v", err)
+	}
+	if out := mustRun(t, "ip", "-n", filepath.Base(netns), "-o", "addr", "show", "net1"); !strings.Contains(out, "10.213.0.") {
+		t.Errorf("net1 = %q", out)
+	}
+	if ips := hostLocalIPs(t, h.dataDir, "br"); len(ips) != 1 {
+		t.Errorf("host-local holds %v, want the one address of the new attach", ips)
+	}
+	ctx := context.Background()
+	_ = h.rt.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: p})
+	_ = h.rt.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: p})
 }

@@ -38,6 +38,7 @@ check-config: build ## validate the networks in NETWORKS (for image build pipeli
 fuzz: ## run each fuzz target for 60s (not part of CI)
 	$(GO) test -run XXX -fuzz FuzzParseAnnotation -fuzztime 60s ./config/
 	$(GO) test -run XXX -fuzz FuzzParseDefinition -fuzztime 60s ./config/
+	$(GO) test -run XXX -fuzz FuzzAnnotationToPlugins -fuzztime 60s ./attach/
 
 clean:
 	rm -rf bin

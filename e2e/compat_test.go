@@ -137,7 +137,15 @@ func TestCompat(t *testing.T) {
 			}
 		}
 		s.expectClean("after the refused pods")
-		// Declared: ips without a prefix length, as Multus allows.
+		// An address without a prefix length passes the annotation, as under
+		// Multus; the plugin decides (static wants CIDRs, as under Multus),
+		// and its failure leaves nothing.
+		_, err := s.pod("team-a", "bare-ip", `[{"name":"pinned","ips":["10.250.9.44"]}]`)
+		if err == nil || !strings.Contains(err.Error(), "pod team-a/bare-ip: network pinned (interface net1): CNI ADD failed") || !strings.Contains(err.Error(), "NOT in CIDR notation") {
+			t.Errorf("bare IP on static: %v", err)
+		}
+		s.expectClean("after the plugin refused the address")
+		// Declared: the requests reach the plugins.
 		id := s.mustPod("team-a", "caps-ok", `[{"name":"pinned","ips":["10.250.9.43/24"],"mac":"02:00:00:aa:bb:cd"}]`)
 		if l := s.links(id)["net1"]; addrIn(l, "10.250.9.43/24") == "" || l.MAC != "02:00:00:aa:bb:cd" {
 			t.Errorf("net1 = %+v", l)
@@ -159,9 +167,16 @@ func TestCompat(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "pod team-a/collide: network fabric (interface net2): interface net2 (numbered by its position 2) is also the interface of network storage (requested)") {
 			t.Errorf("RunPodSandbox error = %v", err)
 		}
-		id = s.mustPod("team-a", "spaces", " fabric @ f0 , storage ")
-		if links := s.links(id); links["f0"].Name == "" || links["net2"].Name == "" {
-			t.Errorf("interfaces %v: want f0 and net2", keys(links))
+		// Spaces around '/' and '@', and the default namespace, which every
+		// namespace may use (globalNamespaces).
+		s.network("default", "shared", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"shared","plugins":[{"type":"bridge","bridge":%q,
+"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.5.0/24"}]]}}]}`, s.bridge, s.dirs.IPAM))
+		id = s.mustPod("team-a", "spaces", " fabric @ f0 , default / shared @ sh0 , storage ")
+		if links := s.links(id); links["f0"].Name == "" || addrIn(links["sh0"], "10.250.5.") == "" || links["net3"].Name == "" {
+			t.Errorf("interfaces %v: want f0, sh0 (default/shared) and net3", keys(links))
+		}
+		if st := s.statusFile(s.uid(id)); len(st) != 4 || st[2]["name"] != "default/shared" {
+			t.Errorf("status %v", st)
 		}
 		s.remove(id)
 		s.expectClean("after removal")

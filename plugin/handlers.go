@@ -80,6 +80,10 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 		return fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
 	}
 	elapsed := time.Since(start)
+	if len(atts) == 0 { // only the status file: not an attach for the metrics or the log
+		log.WithField("elapsed", elapsed).Debug("status file written; no secondary networks")
+		return nil
+	}
 	p.opts.Metrics.PodAttached(elapsed, stats.CNI)
 	which := make([]string, len(atts))
 	for i := range atts {

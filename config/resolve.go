@@ -238,8 +238,8 @@ func AssignInterfaces(sels []Selection, existing []string) ([]string, error) {
 	return names, nil
 }
 
-// capabilityOf maps what a selection can ask for to the CNI capability a
-// plugin of the network must declare to receive it.
+// requestedCapabilities lists what the selection asks for, each with the
+// CNI capability a plugin of the network must declare to receive it.
 func (r *Request) requestedCapabilities() [][2]string {
 	s := &r.Selection
 	var out [][2]string

@@ -142,6 +142,11 @@ func TestMultusCorpus(t *testing.T) {
 		{name: "unknown network", annotations: map[string]string{key: "nope"},
 			multus: "refused: cannot find a network-attachment-definition", wantErr: []string{"network nope (interface net1)", "no definition of network nope"}},
 
+		{name: "quickstart: the same network twice", annotations: map[string]string{key: "macvlan-conf,macvlan-conf"},
+			multus: "accepted: net1, net2", want: []string{"team-a/macvlan-conf@net1", "team-a/macvlan-conf@net2"}},
+		{name: "examples/sriov-pod.yml: a device-plugin network", annotations: map[string]string{key: "sriov-net"},
+			multus: "accepted: the kubelet's device", want: []string{"team-a/sriov-net@net1"}},
+
 		// JSON form.
 		{name: "docs: JSON list", annotations: map[string]string{key: `[{ "name" : "macvlan-conf-1" }, { "name" : "macvlan-conf-2" }]`},
 			multus: "accepted: net1, net2", want: []string{"team-a/macvlan-conf-1@net1", "team-a/macvlan-conf-2@net2"}},

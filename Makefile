@@ -41,6 +41,7 @@ check-config: build ## validate the networks in NETWORKS (for image build pipeli
 fuzz: ## run each fuzz target for 60s (not part of CI)
 	$(GO) test -run XXX -fuzz FuzzParseAnnotation -fuzztime 60s ./config/
 	$(GO) test -run XXX -fuzz FuzzParseDefinition -fuzztime 60s ./config/
+	$(GO) test -run XXX -fuzz FuzzAnnotationToPlugins -fuzztime 60s ./attach/
 
 clean: ## what the build and the tests made: bin/, test binaries, the e2e plugin build, bench output
 	rm -rf bin .cache/bench .cache/e2e/nri-netattach .cache/e2e/last-e2e.log

@@ -60,17 +60,25 @@ func TestNADStore(t *testing.T) {
 	if n.List.Name != "storage" || n.Resource != "intel.com/sriov" || n.List.Plugins[0].Network.Type != "macvlan" {
 		t.Errorf("converted NAD: name %q resource %q", n.List.Name, n.Resource)
 	}
+	// A config without a name is named after the NAD.
+	must(s.Put(nad("team-a", "noname", `{"cniVersion":"1.0.0","type":"macvlan"}`, nil)))
+	data, err = os.ReadFile(filepath.Join(dir, "team-a", "noname.conflist"))
+	must(err)
+	if n, err = config.ParseDefinition(data, "x", nil); err != nil || n.List.Name != "noname" {
+		t.Errorf("NAD without a name in its config: %v, %v", n, err)
+	}
+	must(s.Delete("team-a", "noname"))
 	// The NAD changes state: its other files go.
 	must(s.Put(nad("team-a", "storage", "", nil)))
 	if got := strings.Join(files(), ","); got != "team-a/storage.fromdir" {
 		t.Errorf("files after spec.config emptied: %s", got)
 	}
-	must(s.Put(nad("team-a", "storage", macvlanConf, map[string]string{"k8s.v1.cni.cncf.io/ipam": "x"})))
+	must(s.Put(nad("team-a", "storage", `{"cniVersion":"1.0.0","name":"storage"}`, nil)))
 	if got := strings.Join(files(), ","); got != "team-a/storage.invalid" {
-		t.Errorf("files after an unsupported annotation: %s", got)
+		t.Errorf("files after a config without plugins: %s", got)
 	}
 	reason, _ := os.ReadFile(filepath.Join(dir, "team-a", "storage.invalid"))
-	if !strings.Contains(string(reason), "annotation k8s.v1.cni.cncf.io/ipam: not supported") {
+	if !strings.Contains(string(reason), "spec.config") {
 		t.Errorf("reason kept: %q", reason)
 	}
 	must(s.Put(nad("team-b", "fabric", macvlanConf, nil)))

@@ -316,7 +316,9 @@ func isObjectOf(pod *corev1.Pod, uid string) bool {
 	return string(pod.UID) == uid || pod.Annotations[MirrorAnnotation] == uid
 }
 
-// seen re-queues a parked status when its pod's API object appears.
+// seen re-queues a pod's pending status when the informer hears of its
+// API object: a parked one (the object appeared), or one waiting out its
+// backoff (the informer just reached the API server, so may the write).
 func (p *Publisher) seen(pod *corev1.Pod) {
 	for _, uid := range []string{string(pod.UID), pod.Annotations[MirrorAnnotation]} {
 		if uid == "" {
@@ -324,12 +326,11 @@ func (p *Publisher) seen(pod *corev1.Pod) {
 		}
 		p.mu.Lock()
 		d := p.want[uid]
-		wake := d != nil && d.parked
-		if wake {
+		if d != nil {
 			d.parked = false
 		}
 		p.mu.Unlock()
-		if wake {
+		if d != nil {
 			p.queue.Add(uid)
 		}
 	}

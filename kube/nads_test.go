@@ -10,6 +10,8 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
 	nadfake "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/fake"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -207,4 +209,22 @@ func TestEventsReachTheAPI(t *testing.T) {
 		v, _ := annotation(t, cs, "team-a", "web")
 		return v == statusFile
 	})
+}
+
+func TestCollectors(t *testing.T) {
+	k := NewWithClients(Options{NodeName: "node-1", NADsDir: t.TempDir(), Log: quietLog().Logger}, fake.NewClientset(), noWatchList{nadfake.NewSimpleClientset()})
+	reg := prometheus.NewRegistry()
+	for _, c := range k.Collectors() {
+		if err := reg.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.Publisher().Attached(Pod{Namespace: "a", Name: "b", UID: "c"}, []byte("x"), nil)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP nri_netattach_network_status_pending Pods whose network-status annotation is not written yet (API server unreachable, or no API object yet).
+# TYPE nri_netattach_network_status_pending gauge
+nri_netattach_network_status_pending 1
+`), "nri_netattach_network_status_pending"); err != nil {
+		t.Error(err)
+	}
 }

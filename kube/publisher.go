@@ -80,6 +80,7 @@ type Publisher struct {
 	// published, if set, hears of every annotation written (for tests
 	// and measurements): since is the time of the change published.
 	published func(pod Pod, since time.Duration)
+	metrics   publisherMetrics
 }
 
 // desired is the annotation a pod should have.
@@ -100,7 +101,8 @@ func NewPublisher(client kubernetes.Interface, recorder record.EventRecorder, lo
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](minRetry, maxRetry),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "network-status"}),
-		want: map[string]*desired{},
+		want:    map[string]*desired{},
+		metrics: newPublisherMetrics(),
 	}
 }
 
@@ -209,6 +211,7 @@ func (p *Publisher) next(ctx context.Context) bool {
 	out, err := p.write(rctx, &snap)
 	cancel()
 	if err != nil {
+		p.metrics.writes.WithLabelValues("error").Inc()
 		if p.queue.NumRequeues(uid) == 0 {
 			p.log.WithError(err).WithField("pod", snap.pod.String()).Warn("cannot write the network-status annotation yet; retrying with backoff")
 		}
@@ -225,8 +228,13 @@ func (p *Publisher) next(ctx context.Context) bool {
 		}
 	}
 	p.mu.Unlock()
-	if out == written && p.published != nil {
-		p.published(snap.pod, time.Since(snap.since))
+	p.metrics.writes.WithLabelValues(out.String()).Inc()
+	if out == written {
+		since := time.Since(snap.since)
+		p.metrics.latency.Observe(since.Seconds())
+		if p.published != nil {
+			p.published(snap.pod, since)
+		}
 	}
 	return true
 }

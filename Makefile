@@ -37,7 +37,7 @@ demo: build e2e-deps ## a private containerd, the plugin, a pod with two seconda
 bench: build e2e-deps ## pod start latency and wave timings on a private containerd
 	hack/bench.sh
 
-install: build ## node-image layout under DESTDIR (contract §2.1)
+install: build ## node-image layout under DESTDIR
 	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) hack/install.sh $(BIN)
 
 check-config: build ## validate the networks in NETWORKS (for image build pipelines)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hack/kind-e2e.sh: end-to-end test of nri-netattach on a kind cluster (CONTRACT §2.3).
+# hack/kind-e2e.sh: end-to-end test of nri-netattach on a kind cluster.
 #
 # 1. Creates a kind cluster whose containerd has NRI enabled (hack/kind/cluster.yaml).
 # 2. Builds the image (Dockerfile) and loads it into the nodes.
@@ -267,7 +267,7 @@ create_test_pods() {
 
 # expect_addr POD DEV PREFIX: DEV in POD has an IPv4 address that starts with
 # PREFIX. Retried for 30 s: a pod that started while the plugin was connecting
-# is attached by its resync shortly after (§9).
+# is attached by its resync shortly after.
 expect_addr() {
   local pod=$1 dev=$2 prefix=$3 out="" i
   for ((i = 0; i < 30; i++)); do
@@ -290,7 +290,7 @@ expect_mac() {
 }
 
 # expect_status POD IFACE...: the pod's network-status file on its node names
-# every IFACE (§7.6). Records the pod's node and UID for the checks after deletion.
+# every IFACE. Records the pod's node and UID for the checks after deletion.
 expect_status() {
   local pod=$1 node uid content iface
   shift
@@ -322,8 +322,8 @@ check_attached() {
   expect_status e2e-ns net1
 }
 
-# A pod may only use its own namespace's networks (§5); the refusal is the
-# sandbox error, and names the pod (§10).
+# A pod may only use its own namespace's networks; the refusal is the
+# sandbox error, and names the pod.
 check_rejected() {
   local pod=e2e-reject msg="" phase i
   log "checking that $OTHER_NS/$pod is refused team-a/storage"
@@ -350,7 +350,7 @@ delete_test_pods() {
     fail "pod $OTHER_NS/e2e-reject was not deleted within ${TIMEOUT}s"
 }
 
-# Every test pod's detach is in the plugin's logs, without an error (§8).
+# Every test pod's detach is in the plugin's logs, without an error.
 check_detach_logged() {
   local logs pod missing i
   log "checking the plugin's logs for the detaches"
@@ -375,7 +375,7 @@ check_detach_logged() {
 }
 
 # host-local keeps one file per allocated address: none of the test networks'
-# may be left once the pods are gone (DEL ran, §8).
+# may be left once the pods are gone (DEL ran).
 check_ips_released() {
   local n leftovers i
   log "checking that every test IP was released"
@@ -392,7 +392,7 @@ check_ips_released() {
   info "no address of 10.200.1-3.0/24 left in $IPAM_DIRS"
 }
 
-# RemovePodSandbox deletes the status file (§8). The kubelet removes sandboxes
+# RemovePodSandbox deletes the status file. The kubelet removes sandboxes
 # of deleted pods on its own schedule, hence the longer wait.
 check_status_removed() {
   local rec pod node uid left i

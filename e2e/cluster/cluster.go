@@ -334,6 +334,8 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--etcd-servers=" + c.etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// A loopback address cannot be the kubernetes service endpoint.
+		"--endpoint-reconciler-type=none",
 		fmt.Sprintf("--secure-port=%d", c.apiPort),
 		"--cert-dir=" + filepath.Join(c.Dir, "apiserver-certs"),
 		"--tls-cert-file=" + crt,

@@ -379,7 +379,7 @@ func TestLatencyAndDeletion(t *testing.T) {
 
 	start := time.Now()
 	for _, p := range pods {
-		if err := tg.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		if err := tg.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, gracefulDelete); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -109,7 +109,7 @@ func podSpec(name, networks string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			NodeName:                      tg.node,
 			AutomountServiceAccountToken:  new(bool),
-			TerminationGracePeriodSeconds: new(int64),
+			TerminationGracePeriodSeconds: ptr(int64(1)),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
 				Name: "app", Image: tg.image, ImagePullPolicy: corev1.PullIfNotPresent,
@@ -140,10 +140,18 @@ func createPod(t *testing.T, ctx context.Context, p *corev1.Pod) *corev1.Pod {
 	return out
 }
 
+func ptr[T any](v T) *T { return &v }
+
+// gracefulDelete is a graceful deletion of one second, as `kubectl delete`
+// does it: the kubelet stops the pod, then removes its API object. (A grace
+// period of 0 through the API removes the object at once, before the pod
+// is stopped.)
+var gracefulDelete = metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))}
+
 // deletePod deletes the pod and waits until the kubelet has removed its API
 // object (after stopping it).
 func deletePod(ctx context.Context, ns, name string) error {
-	err := tg.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	err := tg.client.CoreV1().Pods(ns).Delete(ctx, name, gracefulDelete)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/containerd/nri v0.12.5
 	github.com/containernetworking/cni v1.3.1
+	github.com/k8snetworkplumbingwg/network-attachment-definition-client v1.7.6
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/opencontainers/runtime-spec v1.3.0

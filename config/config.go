@@ -68,6 +68,8 @@ type Config struct {
 	// PodResourcesSocket is the kubelet's PodResources API, asked for the
 	// devices of networks that name a device-plugin resource.
 	PodResourcesSocket string `json:"podResourcesSocket,omitempty"`
+	// Kubernetes configures Kubernetes mode (off by default).
+	Kubernetes Kubernetes `json:"kubernetes,omitzero"`
 }
 
 // StatusInContainers configures the status file mount.
@@ -209,6 +211,7 @@ func (c *Config) Validate() error {
 	if c.AttachTimeout < 0 {
 		bad("attachTimeout", "must not be negative, got %s", time.Duration(c.AttachTimeout))
 	}
+	errs = append(errs, c.Kubernetes.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -32,6 +32,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if err != nil {
 		err = podErr(pod, err)
 		log.WithError(err).Error("invalid network request; sandbox rejected")
+		p.publishRejected(pod, err)
 		return err
 	}
 	if len(atts) == 0 {
@@ -77,8 +78,11 @@ func withWhich(log *logrus.Entry, err error) *logrus.Entry {
 func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Attachment, log *logrus.Entry, start time.Time) error {
 	stats, err := st.mgr.Attach(ctx, ap, atts)
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
+		err = fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
+		p.publishAttached(ctx, st, ap, atts, err)
+		return err
 	}
+	defer p.publishAttached(ctx, st, ap, atts, nil)
 	elapsed := time.Since(start)
 	p.opts.Metrics.PodAttached(elapsed, stats.CNI)
 	which := make([]string, len(atts))
@@ -168,6 +172,7 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 	// back) before the DELs.
 	p.pipe.cancel(ctx, pod.GetId())
 	log := podLog(p.log, pod)
+	defer p.publishTeardown(st, podRef(pod), what)
 	if err := fn(ctx, st.mgr); err != nil {
 		p.detachFailed(pod.GetId(), withWhich(log, err), err, what+": detach incomplete; the resync retries it")
 		return

@@ -49,6 +49,9 @@ type Options struct {
 	Log            *logrus.Logger
 	// Metrics, if set, are fed with every attach and detach.
 	Metrics *metrics.Metrics
+	// Publisher, if set, hears of every attach, failure and detach, after
+	// the fact (Kubernetes mode).
+	Publisher Publisher
 }
 
 // Plugin is the NRI plugin.
@@ -110,7 +113,7 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if p.state != nil {
 		p.state.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr,
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(cfg.NADsDir()), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

@@ -39,6 +39,7 @@ func runCmd(args []string) int {
 		metricsAt = fs.String("metrics-address", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9654); off when empty")
 		logFile   = fs.String("log-file", "", "append logs to this file instead of stderr (default when launched by the runtime: "+preinstalledLog+")")
 	)
+	kf := addKubeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -66,9 +67,19 @@ func runCmd(args []string) int {
 			return 1
 		}
 	}
-	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log}
+	cfg, pub, runKube, err := kf.setup(cfg, log)
+	if err != nil {
+		log.WithError(err).Error("invalid Kubernetes mode configuration")
+		return 1
+	}
+	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log, Publisher: pub}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if runKube != nil {
+		kubeDone := make(chan struct{})
+		go func() { defer close(kubeDone); runKube(ctx) }()
+		defer func() { stop(); <-kubeDone }()
+	}
 	if *metricsAt != "" {
 		opts.Metrics = metrics.New()
 		go func() {
@@ -83,7 +94,7 @@ func runCmd(args []string) int {
 	}
 	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
 		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync,
-		"metricsAddress": *metricsAt}
+		"metricsAddress": *metricsAt, "kubernetes": runKube != nil}
 	log.WithFields(fields).Info("starting nri-netattach")
 
 	p, err := plugin.New(opts)

@@ -108,6 +108,7 @@ func podSpec(name, networks string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace, Annotations: map[string]string{}},
 		Spec: corev1.PodSpec{
 			NodeName:                      tg.node,
+			DNSPolicy:                     corev1.DNSDefault, // no cluster DNS here
 			AutomountServiceAccountToken:  new(bool),
 			TerminationGracePeriodSeconds: ptr(int64(1)),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},

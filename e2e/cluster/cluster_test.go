@@ -377,6 +377,14 @@ func TestLatencyAndDeletion(t *testing.T) {
 		n, percentile(lat, 0.50).Round(time.Millisecond), percentile(lat, 0.95).Round(time.Millisecond),
 		lat[0].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 
+	// What the deletion must remove is there (the check sees it).
+	if l := findLeftovers(uids, ids, []string{net.name}); len(l.IPs) != n || len(l.Status) < n || len(l.Records) < n {
+		t.Fatalf("before the deletion: want %d IPs, status files and records of the pods, found %+v", n, l)
+	}
+	if ports := bridgePorts(net.bridge); len(ports) != n {
+		t.Fatalf("before the deletion: bridge %s has %d ports, want %d", net.bridge, len(ports), n)
+	}
+
 	start := time.Now()
 	for _, p := range pods {
 		if err := tg.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, gracefulDelete); err != nil {

@@ -151,7 +151,6 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		"--root-dir=" + root,
 		"--cert-dir=" + filepath.Join(c.Dir, "kubelet-certs"),
 		"--hostname-override=" + c.NodeName,
-		"--node-ip=127.0.0.1",
 		"--v=2",
 	}
 	c.kubelet, err = c.Env.StartPlugin(ctx, "/usr/bin/unshare", args...)

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -95,6 +96,9 @@ type Cluster struct {
 	// "serviceaccount kube-system/nri-netattach" or "admin" ("" without
 	// APIAccess).
 	NetattachIdentity string
+	// WhereaboutsConfig is whereabouts' flat configuration file, once
+	// StartWhereabouts ran (a network's ipam configuration_path).
+	WhereaboutsConfig string
 	// StaticPodDir is the kubelet's staticPodPath.
 	StaticPodDir string
 	// Config is the admin's client configuration; Client and Dynamic use it.
@@ -518,9 +522,17 @@ func (c *Cluster) startNetattach(ctx context.Context) error {
 	if c.opts.APIAccess {
 		args = append(args, "--kubeconfig", c.NetattachKubeconfig, "--node-name", c.NodeName)
 	}
+	cfg := maps.Clone(c.opts.NetattachConfig)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	if _, ok := cfg["cniBinDirs"]; !ok {
+		// The e2e CNI plugins, then the cluster tier's (whereabouts).
+		cfg["cniBinDirs"] = []string{c.Env.CNIBinDir, c.CNIBinDir()}
+	}
 	var err error
 	c.Netattach, err = c.Env.StartNetattach(ctx, framework.Netattach{
-		Binary: c.opts.NetattachBinary, Config: c.opts.NetattachConfig, Args: args,
+		Binary: c.opts.NetattachBinary, Config: cfg, Args: args,
 	})
 	return err
 }

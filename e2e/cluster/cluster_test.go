@@ -4,9 +4,12 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	stdnet "net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,9 +20,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/nri-netattach/nri-netattach/e2e/cluster"
 )
 
 // A network of the node's networks directory (no NAD) and a pod asking for
@@ -487,4 +494,133 @@ func containerPID(t *testing.T, ctx context.Context, uid, name string) int {
 		t.Fatalf("container %s: no pid in its verbose status (%v)", name, err)
 	}
 	return info.Pid
+}
+
+// whereabouts IPAM with its ip-control-loop running: the reconciler frees an
+// allocation whose IP the live pod does not list in its network-status.
+// With nri-netattach publishing the annotation, a reconciler run after the
+// pod started frees nothing of it; deleting the pod frees its IP (CNI DEL
+// through the plugin). A control shows the reconciler does look at the pod:
+// with the annotation removed by hand, its next run frees the IP.
+func TestWhereaboutsReconciler(t *testing.T) {
+	c := needPrivate(t, "it runs whereabouts' ip-control-loop")
+	ctx := testCtx(t, 6*time.Minute)
+	wb, err := c.StartWhereabouts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ip-control-loop log (tail):\n%s", tail(wb.Logs(), 6000))
+		}
+		_ = wb.Stop()
+	})
+	br := linkPrefix + randHex(t, 3)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
+	name := "wb-" + randHex(t, 3)
+	cfg, _ := json.Marshal(map[string]any{
+		"cniVersion": "1.0.0", "name": name,
+		"plugins": []any{map[string]any{"type": "bridge", "bridge": br, "ipam": map[string]any{
+			"type": "whereabouts", "range": "10.251.8.0/24",
+			"kubernetes": map[string]any{"kubeconfig": c.AdminKubeconfig}, "configuration_path": c.WhereaboutsConfig,
+		}}},
+	})
+	applyNAD(t, ctx, testNamespace, name, string(cfg))
+	pod := createPod(t, ctx, podSpec("wb-pod-"+randHex(t, 3), name))
+	p := waitRunning(t, ctx, pod.Namespace, pod.Name)
+	uid := string(p.UID)
+	net1 := addrIn(podLinks(t, ctx, uid)["net1"], "10.251.8.")
+	if net1 == "" {
+		t.Fatalf("pod %s: no net1 address from whereabouts in 10.251.8.0/24", p.Name)
+	}
+	podRef := p.Namespace + "/" + p.Name
+	ip := strings.Split(net1, "/")[0]
+	if got := whereaboutsAllocations(t, ctx, podRef); !slices.Contains(got, ip) {
+		t.Fatalf("whereabouts' IPPool does not hold %s for %s: %v", ip, podRef, got)
+	}
+	waitStatusAnnotation(t, ctx, p.Namespace, p.Name, uid, time.Minute)
+	runs := strings.Count(wb.Logs(), "starting reconciler run")
+	annotated := time.Now()
+
+	// A reconciler run that started after the annotation was there.
+	deadline := time.Now().Add(150 * time.Second)
+	for strings.Count(wb.Logs(), "reconciler success") <= runs {
+		if strings.Contains(wb.Logs(), "reconciler failure") {
+			t.Fatalf("the whereabouts reconciler failed:\n%s", tail(wb.Logs(), 4000))
+		}
+		if time.Now().After(deadline) || wb.Exited() {
+			t.Fatalf("no whereabouts reconciler run completed within 150s (exited: %t)", wb.Exited())
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("e2e: whereabouts reconciler ran %v after pod %s had its network-status annotation", time.Since(annotated).Round(time.Second), podRef)
+	if got := whereaboutsAllocations(t, ctx, podRef); !slices.Contains(got, ip) {
+		t.Fatalf("the whereabouts reconciler freed %s of the live pod %s: allocations now %v\n%s", ip, podRef, got, tail(wb.Logs(), 4000))
+	}
+	if a := addrIn(podLinks(t, ctx, uid)["net1"], "10.251.8."); a != net1 {
+		t.Fatalf("pod %s: net1 now %q, was %s", podRef, a, net1)
+	}
+	t.Logf("e2e: whereabouts kept %s of the live pod %s (its network-status lists it)", ip, podRef)
+
+	// The control: without the annotation (removed by hand) the next run
+	// frees the live pod's IP. This is what the annotation prevents.
+	patch := []byte(`{"metadata":{"annotations":{"` + statusAnnotation + `":null}}}`)
+	if _, err := tg.client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, k8stypes.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runs = strings.Count(wb.Logs(), "starting reconciler run")
+	deadline = time.Now().Add(150 * time.Second)
+	for slices.Contains(whereaboutsAllocations(t, ctx, podRef), ip) {
+		if time.Now().After(deadline) {
+			t.Fatalf("control: with the annotation removed, whereabouts still holds %s after 150s: the reconciler does not look at this pod\n%s", ip, tail(wb.Logs(), 4000))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("e2e: control: with the annotation removed by hand, the next reconciler run freed %s of the live pod (runs before: %d)", ip, runs)
+
+	if err := deletePod(ctx, p.Namespace, p.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got := whereaboutsAllocations(t, ctx, podRef); len(got) > 0 {
+		t.Fatalf("whereabouts still holds %v for the deleted pod %s", got, podRef)
+	}
+	t.Logf("e2e: pod %s deleted: whereabouts holds nothing for it", podRef)
+}
+
+// whereaboutsAllocations lists the IPs whereabouts' IPPools hold for podRef.
+func whereaboutsAllocations(t *testing.T, ctx context.Context, podRef string) []string {
+	t.Helper()
+	pools, err := tg.dyn.Resource(cluster.IPPoolResource).Namespace("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("whereabouts IPPools: %v", err)
+	}
+	var ips []string
+	for _, pool := range pools.Items {
+		rng, _, _ := unstructured.NestedString(pool.Object, "spec", "range")
+		_, ipnet, err := stdnet.ParseCIDR(rng)
+		if err != nil {
+			continue
+		}
+		allocs, _, _ := unstructured.NestedMap(pool.Object, "spec", "allocations")
+		for off, a := range allocs {
+			m, _ := a.(map[string]any)
+			if m["podref"] != podRef {
+				continue
+			}
+			n, err := strconv.ParseInt(off, 10, 64)
+			if err != nil {
+				continue
+			}
+			ips = append(ips, offsetIP(ipnet.IP, n).String())
+		}
+	}
+	return ips
+}
+
+// offsetIP is base + n (IPv4).
+func offsetIP(base stdnet.IP, n int64) stdnet.IP {
+	v := binary.BigEndian.Uint32(base.To4()) + uint32(n)
+	out := make(stdnet.IP, 4)
+	binary.BigEndian.PutUint32(out, v)
+	return out
 }

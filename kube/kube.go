@@ -15,11 +15,13 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
-	nadinformers "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/informers/externalversions"
+	nadtyped "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/typed/k8s.cni.cncf.io/v1"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -77,7 +79,8 @@ func RestConfig(path string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// New connects nothing yet: Run does, in the background.
+// New connects nothing yet: Run watches, the Publisher writes, both in
+// the background.
 func New(o Options, rc *rest.Config) (*Kube, error) {
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -96,7 +99,9 @@ func NewWithClients(o Options, client kubernetes.Interface, nc nadclient.Interfa
 		o.Log = logrus.StandardLogger()
 	}
 	log := o.Log.WithField("component", "kubernetes")
+	// Recording starts now: an Event broadcast with nobody watching is lost.
 	events := record.NewBroadcaster()
+	events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	recorder := events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Component, Host: o.NodeName})
 	return &Kube{
 		opts: o, log: log, client: client, nadClient: nc, events: events,
@@ -113,7 +118,6 @@ func (k *Kube) Publisher() *Publisher { return k.pub }
 // serving: the plugin works meanwhile from what is on disk.
 func (k *Kube) Run(ctx context.Context) {
 	k.log.WithFields(logrus.Fields{"node": k.opts.NodeName, "nadsDir": k.opts.NADsDir}).Info("Kubernetes mode: publishing network-status and Events, watching NetworkAttachmentDefinitions")
-	k.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k.client.CoreV1().Events("")})
 	defer k.events.Shutdown()
 
 	pods := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
@@ -122,17 +126,18 @@ func (k *Kube) Run(ctx context.Context) {
 		}))
 	podInf := pods.Core().V1().Pods()
 	_, _ = podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { k.seenPod(obj) },
+		UpdateFunc: func(_, obj any) { k.seenPod(obj) },
 		DeleteFunc: func(obj any) {
-			if pod := podOf(obj); pod != nil {
+			if pod := podOf(obj); pod != nil && pod.Annotations[MirrorAnnotation] == "" {
 				k.pub.forget(string(pod.UID))
 			}
 		},
 	})
 	k.pub.usePods(podInf.Lister(), podInf.Informer().HasSynced)
 
-	nadf := nadinformers.NewSharedInformerFactory(k.nadClient, 0)
-	nadInf := nadf.K8sCniCncfIo().V1().NetworkAttachmentDefinitions()
-	_, _ = nadInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	nadInf := k.nadInformer()
+	_, _ = nadInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.putNAD(obj) },
 		UpdateFunc: func(_, obj any) { k.putNAD(obj) },
 		DeleteFunc: func(obj any) {
@@ -148,10 +153,31 @@ func (k *Kube) Run(ctx context.Context) {
 	})
 
 	pods.Start(ctx.Done())
-	nadf.Start(ctx.Done())
-	go k.prune(ctx, nadInf.Informer())
+	nadDone := make(chan struct{})
+	go func() { defer close(nadDone); nadInf.RunWithContext(ctx) }()
+	go k.prune(ctx, nadInf)
 	k.pub.run(ctx, 4)
 	pods.Shutdown()
+	<-nadDone
+}
+
+// nadInformer watches the NADs of every namespace. It is built here, not
+// with the NAD client's generated factory, so that the reflector knows
+// whether the client supports watch-list semantics (fakes do not).
+func (k *Kube) nadInformer() cache.SharedIndexInformer {
+	nads := func() nadtyped.NetworkAttachmentDefinitionInterface {
+		return k.nadClient.K8sCniCncfIoV1().NetworkAttachmentDefinitions(metav1.NamespaceAll)
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return nads().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return nads().Watch(ctx, o)
+		},
+	}
+	return cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, k.nadClient),
+		&nadv1.NetworkAttachmentDefinition{}, 0, cache.Indexers{})
 }
 
 func (k *Kube) putNAD(obj any) {
@@ -176,6 +202,12 @@ func (k *Kube) prune(ctx context.Context, inf cache.SharedIndexInformer) {
 		k.log.WithError(err).Error("forgetting deleted NetworkAttachmentDefinitions")
 	}
 	k.log.WithField("nads", len(exist)).Info("NetworkAttachmentDefinitions in sync with the API server")
+}
+
+func (k *Kube) seenPod(obj any) {
+	if pod := podOf(obj); pod != nil {
+		k.pub.seen(pod)
+	}
 }
 
 func podOf(obj any) *corev1.Pod {

@@ -58,7 +58,9 @@ type Interface struct {
 // Publisher writes every pod's network-status annotation and its Events.
 // Its methods return at once: the annotation is patched by workers, per
 // pod, coalesced (only the latest status of a pod is written), retried
-// with backoff while the pod exists, and dropped when it is gone. Events
+// with backoff while the API server does not answer, kept while the pod
+// has no API object (a static pod before its mirror pod exists) and
+// dropped when the pod's object is deleted or its sandbox removed. Events
 // go through client-go's event broadcaster, which never blocks either.
 type Publisher struct {
 	client   kubernetes.Interface
@@ -86,6 +88,8 @@ type desired struct {
 	status []byte // nil: no annotation
 	since  time.Time
 	seq    uint64
+	// parked: the pod has no API object; seen wakes it up.
+	parked bool
 }
 
 // NewPublisher returns a publisher writing through client; recorder
@@ -147,13 +151,14 @@ func (p *Publisher) set(pod Pod, status []byte) {
 		d = &desired{}
 		p.want[pod.UID] = d
 	}
-	d.pod, d.status, d.since = pod, status, time.Now()
+	d.pod, d.status, d.since, d.parked = pod, status, time.Now(), false
 	d.seq++
 	p.mu.Unlock()
 	p.queue.Add(pod.UID)
 }
 
-// forget drops what is pending for a pod (it was deleted).
+// forget drops what is pending for a pod (its API object was deleted; a
+// mirror pod's deletion is not the static pod's).
 func (p *Publisher) forget(uid string) {
 	p.mu.Lock()
 	delete(p.want, uid)
@@ -161,7 +166,8 @@ func (p *Publisher) forget(uid string) {
 	p.queue.Forget(uid)
 }
 
-// Pending returns the number of pods whose annotation is not written yet.
+// Pending returns the number of pods whose annotation is not written yet
+// (waiting for the API server, or for the pod's API object).
 func (p *Publisher) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -200,7 +206,7 @@ func (p *Publisher) next(ctx context.Context) bool {
 		return true
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	done, err := p.write(rctx, &snap)
+	out, err := p.write(rctx, &snap)
 	cancel()
 	if err != nil {
 		if p.queue.NumRequeues(uid) == 0 {
@@ -212,72 +218,121 @@ func (p *Publisher) next(ctx context.Context) bool {
 	p.queue.Forget(uid)
 	p.mu.Lock()
 	if cur := p.want[uid]; cur != nil && cur.seq == snap.seq {
-		delete(p.want, uid)
+		if out == parked {
+			cur.parked = true
+		} else {
+			delete(p.want, uid)
+		}
 	}
 	p.mu.Unlock()
-	if done && p.published != nil {
+	if out == written && p.published != nil {
 		p.published(snap.pod, time.Since(snap.since))
 	}
 	return true
 }
 
-// write makes the pod's annotation what d says. written is false when
-// there was nothing to write (already there, or the pod is gone).
-func (p *Publisher) write(ctx context.Context, d *desired) (written bool, err error) {
+// outcome of a write.
+type outcome int
+
+const (
+	written   outcome = iota
+	unchanged         // the annotation was already so
+	parked            // no API object for the pod (yet): wait for one
+	dropped           // no API object, and nothing to write anyway
+)
+
+// write makes the annotation of the pod's API object what d says. With no
+// such object, the status is parked until one appears (a static pod's
+// mirror pod, created once the API server is reachable) or the sandbox is
+// removed: only the API server's own answer says an object is missing, a
+// request that fails says nothing.
+func (p *Publisher) write(ctx context.Context, d *desired) (outcome, error) {
 	log := p.log.WithFields(logrus.Fields{"pod": d.pod.String(), "uid": d.pod.UID})
-	if cur, known := p.cached(d.pod); known {
-		if cur == nil {
-			log.Debug("pod is gone; network-status dropped")
-			return false, nil
-		}
-		if v, has := cur.Annotations[NetworkStatusAnnotation]; has == (d.status != nil) && v == string(d.status) {
-			return false, nil
-		}
-	}
-	patch, err := statusPatch(d.pod.UID, d.status)
+	obj, err := p.object(ctx, d.pod)
 	if err != nil {
-		return false, err
+		return 0, err
+	}
+	if obj == nil {
+		if d.status == nil {
+			return dropped, nil
+		}
+		log.Debug("pod has no API object (yet); network-status waits for one")
+		return parked, nil
+	}
+	if v, has := obj.Annotations[NetworkStatusAnnotation]; has == (d.status != nil) && v == string(d.status) {
+		return unchanged, nil
+	}
+	patch, err := statusPatch(string(obj.UID), d.status)
+	if err != nil {
+		return 0, err
 	}
 	_, err = p.client.CoreV1().Pods(d.pod.Namespace).Patch(ctx, d.pod.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
-	switch {
-	case err == nil:
-		log.WithField("sinceChange", time.Since(d.since)).Debug("published network-status")
-		return true, nil
-	case apierrors.IsNotFound(err):
-		log.Debug("pod is gone; network-status dropped")
-		return false, nil
-	case apierrors.IsConflict(err) || apierrors.IsInvalid(err):
-		// The UID in the patch differs: the name is another pod's now.
-		if pod, gerr := p.client.CoreV1().Pods(d.pod.Namespace).Get(ctx, d.pod.Name, metav1.GetOptions{}); apierrors.IsNotFound(gerr) || gerr == nil && string(pod.UID) != d.pod.UID {
-			log.Debug("pod was replaced; network-status dropped")
-			return false, nil
+	if apierrors.IsNotFound(err) {
+		if d.status == nil {
+			return dropped, nil
 		}
-		return false, fmt.Errorf("patching pod %s: %w", d.pod, err)
-	default:
-		return false, fmt.Errorf("patching pod %s: %w", d.pod, err)
+		return parked, nil
 	}
+	if err != nil {
+		// A conflict: the object was replaced since it was read; the
+		// retry reads it again.
+		return 0, fmt.Errorf("patching pod %s: %w", d.pod, err)
+	}
+	log.WithField("sinceChange", time.Since(d.since)).Debug("published network-status")
+	return written, nil
 }
 
-// cached returns the pod from the informer: known is false when the
-// informer cannot tell (not synced, or the pod not seen yet: a new pod may
-// reach the node before its informer event), pod nil when it is gone.
-func (p *Publisher) cached(want Pod) (pod *corev1.Pod, known bool) {
+// object returns the API object of the pod: the one of its name with its
+// UID, or, for a static pod, the mirror pod the kubelet made of it (its
+// config.mirror annotation is the UID the runtime knows). nil when there
+// is none. The informer's cache answers when it can; else the API server.
+func (p *Publisher) object(ctx context.Context, want Pod) (*corev1.Pod, error) {
 	p.podsMu.RLock()
 	l, synced := p.pods, p.synced
 	p.podsMu.RUnlock()
-	if l == nil || !synced() {
-		return nil, false
+	if l != nil && synced() {
+		if pod, err := l.Pods(want.Namespace).Get(want.Name); err == nil && isObjectOf(pod, want.UID) {
+			return pod, nil
+		}
 	}
-	pod, err := l.Pods(want.Namespace).Get(want.Name)
+	pod, err := p.client.CoreV1().Pods(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, false
+		return nil, fmt.Errorf("reading pod %s: %w", want, err)
 	}
-	if string(pod.UID) != want.UID {
-		// Another pod of that name: ours is gone if it was created earlier
-		// than the one seen; the API server tells for sure.
-		return nil, false
+	if !isObjectOf(pod, want.UID) {
+		return nil, nil // another pod took the name
 	}
-	return pod, true
+	return pod, nil
+}
+
+// MirrorAnnotation is set by the kubelet on the API object of a static
+// pod: the UID of the pod as the node runs it.
+const MirrorAnnotation = "kubernetes.io/config.mirror"
+
+func isObjectOf(pod *corev1.Pod, uid string) bool {
+	return string(pod.UID) == uid || pod.Annotations[MirrorAnnotation] == uid
+}
+
+// seen re-queues a parked status when its pod's API object appears.
+func (p *Publisher) seen(pod *corev1.Pod) {
+	for _, uid := range []string{string(pod.UID), pod.Annotations[MirrorAnnotation]} {
+		if uid == "" {
+			continue
+		}
+		p.mu.Lock()
+		d := p.want[uid]
+		wake := d != nil && d.parked
+		if wake {
+			d.parked = false
+		}
+		p.mu.Unlock()
+		if wake {
+			p.queue.Add(uid)
+		}
+	}
 }
 
 // fieldManager names nri-netattach in the pods' managed fields.

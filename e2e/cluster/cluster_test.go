@@ -259,6 +259,8 @@ func TestAPIServerDown(t *testing.T) {
 	t.Logf("e2e: API server back; mirror pod %s/%s has the network-status annotation (== status file) %v later:\n%s",
 		testNamespace, mirrorName, time.Since(back).Round(time.Millisecond), indent(string(status)))
 
+	t.Logf("e2e: events of the mirror pod (the plugin's AddedInterface was sent while the API server was down):\n%s", eventLines(ctx, testNamespace, mirrorName, ""))
+
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}

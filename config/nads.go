@@ -45,12 +45,29 @@ func (s *Store) WithNADs(dir string) *Store {
 	return s
 }
 
+// OnNADMiss sets what is asked, once, when a namespaced network is found
+// neither in the networks directory nor among the NADs kept: fetch may
+// bring the NAD to the NADs directory (one it has not heard of yet) and
+// returns whether it did. It returns s.
+func (s *Store) OnNADMiss(fetch func(namespace, name string) bool) *Store {
+	s.nadMiss = fetch
+	return s
+}
+
 // loadNAD returns the definition the NetworkAttachmentDefinition ref
 // stands for. NADs are namespaced: a global ref has none.
 func (s *Store) loadNAD(ref Ref) (*Network, error) {
 	if ref.Namespace == "" {
 		return nil, &NotFoundError{Ref: ref}
 	}
+	n, err := s.loadNADOnce(ref)
+	if isNotFound(err) && s.nadMiss != nil && s.nadMiss(ref.Namespace, ref.Name) {
+		return s.loadNADOnce(ref)
+	}
+	return n, err
+}
+
+func (s *Store) loadNADOnce(ref Ref) (*Network, error) {
 	label := fmt.Sprintf("NetworkAttachmentDefinition %s/%s", ref.Namespace, ref.Name)
 	base := filepath.Join(s.nadsDir, ref.Namespace, ref.Name)
 	if n, err := s.loadFrom(s.nadsDir, ref); err == nil {

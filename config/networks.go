@@ -72,6 +72,7 @@ type Store struct {
 	// nadsDir holds the NetworkAttachmentDefinitions seen (Kubernetes
 	// mode), searched after dir; "" when off.
 	nadsDir string
+	nadMiss func(namespace, name string) bool
 
 	mu    sync.Mutex
 	cache map[string]cached // by definition path

@@ -57,6 +57,7 @@ type Kube struct {
 	events    record.EventBroadcaster
 	pub       *Publisher
 	nads      *NADStore
+	fetch     fetcher
 }
 
 // RestConfig loads the client configuration: the kubeconfig file, or the

@@ -52,6 +52,9 @@ type Options struct {
 	// Publisher, if set, hears of every attach, failure and detach, after
 	// the fact (Kubernetes mode).
 	Publisher Publisher
+	// NADMiss, if set, is asked for a NetworkAttachmentDefinition a pod
+	// names that is not kept on the node (yet); see config.Store.OnNADMiss.
+	NADMiss func(namespace, name string) bool
 }
 
 // Plugin is the NRI plugin.
@@ -113,7 +116,7 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if p.state != nil {
 		p.state.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(cfg.NADsDir()), mgr: mgr,
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(cfg.NADsDir()).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

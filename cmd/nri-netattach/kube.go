@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 
@@ -26,21 +25,20 @@ func addKubeFlags(fs *flag.FlagSet) kubeFlags {
 
 // setup applies the flags to cfg and, when Kubernetes mode is on, returns
 // the configuration to use (the defaults when none was given: the API
-// client is set up before the runtime could pass one), the publisher for
-// the plugin and the function that runs Kubernetes mode. Off, it returns
-// cfg unchanged and nil.
-func (f kubeFlags) setup(cfg *config.Config, log *logrus.Logger) (*config.Config, plugin.Publisher, func(context.Context), error) {
+// client is set up before the runtime could pass one) and Kubernetes mode,
+// not running yet. Off, it returns cfg unchanged and nil.
+func (f kubeFlags) setup(cfg *config.Config, log *logrus.Logger) (*config.Config, *kube.Kube, error) {
 	on := *f.kubeconfig != "" || cfg != nil && cfg.Kubernetes.Enabled
 	if !on {
 		if *f.nodeName != "" {
-			return nil, nil, nil, fmt.Errorf("--node-name: Kubernetes mode is off (no --kubeconfig, no kubernetes.enabled in the config)")
+			return nil, nil, fmt.Errorf("--node-name: Kubernetes mode is off (no --kubeconfig, no kubernetes.enabled in the config)")
 		}
-		return cfg, nil, nil, nil
+		return cfg, nil, nil
 	}
 	if cfg == nil {
 		var err error
 		if cfg, err = config.Parse(nil); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		log.Info("Kubernetes mode without --config: using the built-in configuration, not the runtime's")
 	}
@@ -52,22 +50,28 @@ func (f kubeFlags) setup(cfg *config.Config, log *logrus.Logger) (*config.Config
 		cfg.Kubernetes.NodeName = *f.nodeName
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	node, err := kube.NodeName(cfg.Kubernetes.NodeName)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node name: %w", err)
+		return nil, nil, fmt.Errorf("node name: %w", err)
 	}
 	rc, err := kube.RestConfig(cfg.Kubernetes.Kubeconfig)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	k, err := kube.New(kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, NodeName: node,
 		NADsDir: cfg.NADsDir(), NetworksDir: cfg.NetworksDir, Log: log}, rc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return cfg, publisher{k.Publisher()}, k.Run, nil
+	return cfg, k, nil
+}
+
+// wire gives the plugin Kubernetes mode's publisher and NAD fetcher.
+func wire(opts *plugin.Options, k *kube.Kube) {
+	opts.Publisher = publisher{k.Publisher()}
+	opts.NADMiss = k.FetchNAD
 }
 
 // publisher hands the plugin's outcomes to Kubernetes mode; the two

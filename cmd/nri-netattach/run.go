@@ -67,17 +67,20 @@ func runCmd(args []string) int {
 			return 1
 		}
 	}
-	cfg, pub, runKube, err := kf.setup(cfg, log)
+	cfg, k, err := kf.setup(cfg, log)
 	if err != nil {
 		log.WithError(err).Error("invalid Kubernetes mode configuration")
 		return 1
 	}
-	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log, Publisher: pub}
+	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log}
+	if k != nil {
+		wire(&opts, k)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if runKube != nil {
+	if k != nil {
 		kubeDone := make(chan struct{})
-		go func() { defer close(kubeDone); runKube(ctx) }()
+		go func() { defer close(kubeDone); k.Run(ctx) }()
 		defer func() { stop(); <-kubeDone }()
 	}
 	if *metricsAt != "" {
@@ -94,7 +97,7 @@ func runCmd(args []string) int {
 	}
 	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
 		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync,
-		"metricsAddress": *metricsAt, "kubernetes": runKube != nil}
+		"metricsAddress": *metricsAt, "kubernetes": k != nil}
 	log.WithFields(fields).Info("starting nri-netattach")
 
 	p, err := plugin.New(opts)

@@ -21,8 +21,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
 
@@ -625,4 +628,67 @@ func offsetIP(base stdnet.IP, n int64) stdnet.IP {
 	out := make(stdnet.IP, 4)
 	binary.BigEndian.PutUint32(out, v)
 	return out
+}
+
+// The plugin's credentials (the service account of deploy/kubernetes, its
+// token bound to the node) can write the network-status annotation of a pod
+// on its node and nothing else: not another annotation, not a pod of
+// another node, not delete a pod, not read secrets.
+func TestPluginLeastPrivilege(t *testing.T) {
+	c := needPrivate(t, "it uses the plugin's own credentials")
+	if c.NetattachIdentity != "serviceaccount "+cluster.NetattachNamespace+"/"+cluster.NetattachServiceAccount {
+		t.Fatalf("the plugin runs as %q, not as its service account: deploy/kubernetes has no RBAC for it", c.NetattachIdentity)
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.NetattachKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vap, err := tg.dyn.Resource(schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"}).
+		Get(ctx, "nri-netattach-pod-annotation", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the admission policy of deploy/kubernetes: %v", err)
+	}
+	if warnings, _, _ := unstructured.NestedSlice(vap.Object, "status", "typeChecking", "expressionWarnings"); len(warnings) > 0 {
+		t.Errorf("admission policy nri-netattach-pod-annotation: type checking warnings %v", warnings)
+	}
+
+	mine := waitRunning(t, ctx, testNamespace, createPod(t, ctx, podSpec("priv-"+randHex(t, 3), "")).Name)
+	// A pod bound to a node that does not exist (no kubelet runs it).
+	elsewhere := podSpec("priv-other-"+randHex(t, 3), "")
+	elsewhere.Spec.NodeName = "no-such-node"
+	other, err := tg.client.CoreV1().Pods(testNamespace).Create(ctx, elsewhere, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// No kubelet confirms its stop: removed at once (grace period 0).
+		_ = tg.client.CoreV1().Pods(testNamespace).Delete(context.Background(), other.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+
+	patch := func(p *corev1.Pod, annotation, value string) error {
+		body, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{annotation: value}}})
+		_, err := as.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, k8stypes.MergePatchType, body, metav1.PatchOptions{})
+		return err
+	}
+	if err := patch(mine, statusAnnotation, "[]"); err != nil {
+		t.Errorf("the plugin may not write the network-status of pod %s on its node: %v", mine.Name, err)
+	}
+	denied := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("the plugin's credentials may %s", what)
+			return
+		}
+		t.Logf("e2e: denied as it should be: %s: %v", what, err)
+	}
+	denied("set another annotation", patch(mine, "example.com/other", "x"))
+	denied("write the network-status of a pod of another node", patch(other, statusAnnotation, "[]"))
+	denied("delete a pod", as.CoreV1().Pods(mine.Namespace).Delete(ctx, mine.Name, metav1.DeleteOptions{}))
+	_, err = as.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+	denied("list secrets", err)
 }

@@ -142,8 +142,10 @@ func CheckBinaries(binDir string) error {
 			missing = append(missing, b)
 		}
 	}
-	if _, err := os.Stat("/usr/bin/unshare"); err != nil {
-		missing = append(missing, "/usr/bin/unshare (util-linux)")
+	for _, tool := range []string{"/usr/bin/unshare", "/usr/sbin/chroot", "/usr/bin/env"} {
+		if _, err := os.Stat(tool); err != nil {
+			missing = append(missing, tool)
+		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("cluster tier: missing %s in %s: run hack/cluster-deps.sh (make cluster-deps)", strings.Join(missing, ", "), binDir)

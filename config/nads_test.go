@@ -48,7 +48,9 @@ func TestNADLookup(t *testing.T) {
 		{name: "node file wins over the NAD of the same name", podNS: "team-a", ref: "shadowed", wantCNI: "from-file"},
 		{name: "namespace's NAD before a global file", podNS: "team-a", ref: "global", wantCNI: "nad-global"},
 		{name: "global file when the namespace has no NAD", podNS: "team-b", ref: "global", wantCNI: "global"},
-		{name: "NAD of another namespace refused", podNS: "team-b", ref: "team-a/storage", wantErr: "belongs to namespace team-a"},
+		// Whether a pod may name another namespace's network is decided
+		// before any lookup (ResolvePod), for files and NADs alike.
+		{name: "NAD named with another namespace", podNS: "team-b", ref: "team-a/storage", wantCNI: "storage"},
 		{name: "NAD is not a global network", podNS: "team-b", ref: "storage", notFound: true},
 		{name: "invalid NAD gives its reason", podNS: "team-a", ref: "broken",
 			wantErr: "NetworkAttachmentDefinition team-a/broken cannot be used: annotation k8s.v1.cni.cncf.io/x: not supported"},
@@ -86,8 +88,12 @@ func TestNADLookup(t *testing.T) {
 			if n.List.Name != tt.wantCNI || n.Resource != tt.wantRes {
 				t.Errorf("got CNI name %q resource %q, want %q %q", n.List.Name, n.Resource, tt.wantCNI, tt.wantRes)
 			}
-			if n.Ref.String() != (Ref{Namespace: tt.podNS, Name: ref.Name}).String() && n.Ref.Namespace != "" {
-				t.Errorf("ref %s", n.Ref)
+			wantNS := ref.Namespace
+			if wantNS == "" {
+				wantNS = tt.podNS
+			}
+			if n.Ref.Namespace != "" && n.Ref != (Ref{Namespace: wantNS, Name: ref.Name}) {
+				t.Errorf("found as %s", n.Ref)
 			}
 		})
 	}

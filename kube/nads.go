@@ -66,6 +66,9 @@ func (s *NADStore) Put(nad *nadv1.NetworkAttachmentDefinition) error {
 		return fmt.Errorf("keeping NetworkAttachmentDefinition %s/%s: %w", ns, name, err)
 	}
 	if changed {
+		if len(live.Ignored) > 0 {
+			log.WithField("ignored", strings.Join(live.Ignored, ",")).Warn("NetworkAttachmentDefinition annotations ignored (Multus does not read them either)")
+		}
 		log.Info("NetworkAttachmentDefinition kept for new pods")
 		if s.shadowed(ns, name) {
 			log.Warn("a file of the same name in the networks directory takes precedence over this NetworkAttachmentDefinition")

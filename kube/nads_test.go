@@ -10,6 +10,8 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	nadclient "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned"
 	nadfake "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/fake"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -60,17 +62,25 @@ func TestNADStore(t *testing.T) {
 	if n.List.Name != "storage" || n.Resource != "intel.com/sriov" || n.List.Plugins[0].Network.Type != "macvlan" {
 		t.Errorf("converted NAD: name %q resource %q", n.List.Name, n.Resource)
 	}
+	// A config without a name is named after the NAD.
+	must(s.Put(nad("team-a", "noname", `{"cniVersion":"1.0.0","type":"macvlan"}`, nil)))
+	data, err = os.ReadFile(filepath.Join(dir, "team-a", "noname.conflist"))
+	must(err)
+	if n, err = config.ParseDefinition(data, "x", nil); err != nil || n.List.Name != "noname" {
+		t.Errorf("NAD without a name in its config: %v, %v", n, err)
+	}
+	must(s.Delete("team-a", "noname"))
 	// The NAD changes state: its other files go.
 	must(s.Put(nad("team-a", "storage", "", nil)))
 	if got := strings.Join(files(), ","); got != "team-a/storage.fromdir" {
 		t.Errorf("files after spec.config emptied: %s", got)
 	}
-	must(s.Put(nad("team-a", "storage", macvlanConf, map[string]string{"k8s.v1.cni.cncf.io/ipam": "x"})))
+	must(s.Put(nad("team-a", "storage", `{"cniVersion":"1.0.0","name":"storage"}`, nil)))
 	if got := strings.Join(files(), ","); got != "team-a/storage.invalid" {
-		t.Errorf("files after an unsupported annotation: %s", got)
+		t.Errorf("files after a config without plugins: %s", got)
 	}
 	reason, _ := os.ReadFile(filepath.Join(dir, "team-a", "storage.invalid"))
-	if !strings.Contains(string(reason), "annotation k8s.v1.cni.cncf.io/ipam: not supported") {
+	if !strings.Contains(string(reason), "spec.config") {
 		t.Errorf("reason kept: %q", reason)
 	}
 	must(s.Put(nad("team-b", "fabric", macvlanConf, nil)))
@@ -199,4 +209,22 @@ func TestEventsReachTheAPI(t *testing.T) {
 		v, _ := annotation(t, cs, "team-a", "web")
 		return v == statusFile
 	})
+}
+
+func TestCollectors(t *testing.T) {
+	k := NewWithClients(Options{NodeName: "node-1", NADsDir: t.TempDir(), Log: quietLog().Logger}, fake.NewClientset(), noWatchList{nadfake.NewSimpleClientset()})
+	reg := prometheus.NewRegistry()
+	for _, c := range k.Collectors() {
+		if err := reg.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.Publisher().Attached(Pod{Namespace: "a", Name: "b", UID: "c"}, []byte("x"), nil)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP nri_netattach_network_status_pending Pods whose network-status annotation is not written yet (API server unreachable, or no API object yet).
+# TYPE nri_netattach_network_status_pending gauge
+nri_netattach_network_status_pending 1
+`), "nri_netattach_network_status_pending"); err != nil {
+		t.Error(err)
+	}
 }

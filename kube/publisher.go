@@ -80,6 +80,7 @@ type Publisher struct {
 	// published, if set, hears of every annotation written (for tests
 	// and measurements): since is the time of the change published.
 	published func(pod Pod, since time.Duration)
+	metrics   publisherMetrics
 }
 
 // desired is the annotation a pod should have.
@@ -100,7 +101,8 @@ func NewPublisher(client kubernetes.Interface, recorder record.EventRecorder, lo
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](minRetry, maxRetry),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "network-status"}),
-		want: map[string]*desired{},
+		want:    map[string]*desired{},
+		metrics: newPublisherMetrics(),
 	}
 }
 
@@ -209,6 +211,7 @@ func (p *Publisher) next(ctx context.Context) bool {
 	out, err := p.write(rctx, &snap)
 	cancel()
 	if err != nil {
+		p.metrics.writes.WithLabelValues("error").Inc()
 		if p.queue.NumRequeues(uid) == 0 {
 			p.log.WithError(err).WithField("pod", snap.pod.String()).Warn("cannot write the network-status annotation yet; retrying with backoff")
 		}
@@ -225,8 +228,13 @@ func (p *Publisher) next(ctx context.Context) bool {
 		}
 	}
 	p.mu.Unlock()
-	if out == written && p.published != nil {
-		p.published(snap.pod, time.Since(snap.since))
+	p.metrics.writes.WithLabelValues(out.String()).Inc()
+	if out == written {
+		since := time.Since(snap.since)
+		p.metrics.latency.Observe(since.Seconds())
+		if p.published != nil {
+			p.published(snap.pod, since)
+		}
 	}
 	return true
 }
@@ -316,7 +324,9 @@ func isObjectOf(pod *corev1.Pod, uid string) bool {
 	return string(pod.UID) == uid || pod.Annotations[MirrorAnnotation] == uid
 }
 
-// seen re-queues a parked status when its pod's API object appears.
+// seen re-queues a pod's pending status when the informer hears of its
+// API object: a parked one (the object appeared), or one waiting out its
+// backoff (the informer just reached the API server, so may the write).
 func (p *Publisher) seen(pod *corev1.Pod) {
 	for _, uid := range []string{string(pod.UID), pod.Annotations[MirrorAnnotation]} {
 		if uid == "" {
@@ -324,12 +334,11 @@ func (p *Publisher) seen(pod *corev1.Pod) {
 		}
 		p.mu.Lock()
 		d := p.want[uid]
-		wake := d != nil && d.parked
-		if wake {
+		if d != nil {
 			d.parked = false
 		}
 		p.mu.Unlock()
-		if wake {
+		if d != nil {
 			p.queue.Add(uid)
 		}
 	}

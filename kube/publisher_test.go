@@ -15,6 +15,7 @@ import (
 	"time"
 
 	nadfake "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/client/clientset/versioned/fake"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -132,6 +133,12 @@ func TestAnnotationIsTheStatusFileBytes(t *testing.T) {
 	waitFor(t, "the removal", func() bool { return p.Pending() == 0 })
 	if v, ok := annotation(t, cs, "team-a", "web"); ok {
 		t.Errorf("annotation %q still there after the status file was removed", v)
+	}
+	if n := testutil.ToFloat64(p.metrics.writes.WithLabelValues("ok")); n != 2 {
+		t.Errorf("writes{result=ok} = %v, want 2", n)
+	}
+	if n := testutil.CollectAndCount(p.metrics.latency); n != 1 {
+		t.Errorf("latency histogram: %d series", n)
 	}
 }
 

@@ -15,6 +15,9 @@ type Live struct {
 	Data     []byte
 	FromDir  bool
 	Resource string
+	// Ignored are the NAD's Multus annotations other than the resource
+	// one: Multus does not read them either.
+	Ignored []string
 }
 
 // ConvertLive converts a NAD seen through the API: as Convert does, with
@@ -22,7 +25,7 @@ type Live struct {
 func ConvertLive(n NAD) (Live, error) {
 	if strings.TrimSpace(n.Config) != "" {
 		f, err := Convert(n, false)
-		return Live{Data: f.Data}, err
+		return Live{Data: f.Data, Ignored: f.Ignored}, err
 	}
 	var errs []error
 	if err := checkLabel(n.Namespace); err != nil {
@@ -31,10 +34,10 @@ func ConvertLive(n NAD) (Live, error) {
 	if err := checkLabel(n.Name); err != nil {
 		errs = append(errs, fmt.Errorf("metadata.name: %w", err))
 	}
-	resource, err := resourceFrom(n.Annotations)
+	resource, ignored, err := resourceFrom(n.Annotations)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return Live{}, err
 	}
-	return Live{FromDir: true, Resource: resource}, nil
+	return Live{FromDir: true, Resource: resource, Ignored: ignored}, nil
 }

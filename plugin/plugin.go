@@ -101,7 +101,8 @@ func New(o Options) (*Plugin, error) {
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
 	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs,
-		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil})
+		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil,
+		PrimaryNetworkName: cfg.PrimaryNetworkName, DeviceInfoDir: cfg.DeviceInfoDir})
 	if err != nil {
 		return err
 	}
@@ -111,12 +112,19 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 			return fmt.Errorf("installing the wait-attached hook: %w", err)
 		}
 	}
+	nads := cfg.NADsDir()
+	if nads != "" && p.opts.Publisher == nil {
+		// Kubernetes mode is set up at start from --config or --kubeconfig,
+		// never from the runtime's configuration.
+		p.log.Warn("kubernetes.enabled in the runtime's configuration is ignored: Kubernetes mode needs `nri-netattach run --config FILE` or `--kubeconfig FILE`")
+		nads = ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state != nil {
 		p.state.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(cfg.NADsDir()).OnNADMiss(p.opts.NADMiss), mgr: mgr,
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

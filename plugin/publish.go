@@ -49,7 +49,7 @@ type AddedInterface struct {
 
 // publishAttached tells the publisher of a finished attach, or of a
 // failed one (except when it was cancelled because the sandbox stops).
-func (p *Plugin) publishAttached(ctx context.Context, st *state, ap attach.Pod, atts []config.Attachment, err error) {
+func (p *Plugin) publishAttached(ctx context.Context, st *state, ap attach.Pod, atts []config.Request, err error) {
 	pub := p.opts.Publisher
 	if pub == nil {
 		return
@@ -70,7 +70,7 @@ func (p *Plugin) publishAttached(ctx context.Context, st *state, ap attach.Pod, 
 	added := make([]AddedInterface, 0, len(atts))
 	for i := range atts {
 		if a, ok := ips[atts[i].IfName]; ok {
-			added = append(added, AddedInterface{Network: atts[i].Network.Ref.String(), Interface: atts[i].IfName, IPs: a})
+			added = append(added, AddedInterface{Network: atts[i].Name(), Interface: atts[i].IfName, IPs: a})
 		}
 	}
 	pub.Attached(ref, status, added)

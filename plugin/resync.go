@@ -59,7 +59,7 @@ func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox, snapshot time.Time
 		log := podLog(p.log, pod)
 		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 		ap, atts, err := p.resolve(ctx, st, pod, log)
-		if err == nil && len(atts) > 0 {
+		if err == nil && ap.SandboxID != "" { // also no networks: its status file
 			log.WithField("networks", len(atts)).Info("resync: pod started while nri-netattach was not connected; attaching its networks now")
 			err = p.attach(ctx, st, ap, atts, log, time.Now())
 		}

@@ -49,6 +49,24 @@ func TestValidate(t *testing.T) {
 			want:     []string{"ok: 2 network definitions in NETDIR"},
 		},
 		{
+			name:     "default networks that exist: global NAME, NAMESPACE/NAME",
+			config:   "cniBinDirs: [BIN]\ndefaultNetworks: [a, team-a/b]\n",
+			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
+			wantCode: 0,
+			want:     []string{"ok: 2 network definitions in NETDIR"},
+		},
+		{
+			// A default NAME is global: team-a's own b does not count.
+			name:     "default networks that do not exist",
+			config:   "cniBinDirs: [BIN]\ndefaultNetworks: [a, b, team-b/b]\n",
+			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
+			wantCode: 1,
+			want: []string{
+				"CONFIG: defaultNetworks[1]: no definition of network b in the networks directory",
+				"CONFIG: defaultNetworks[2]: no definition of network team-b/b in the networks directory",
+			},
+		},
+		{
 			name:   "one line per problem",
 			config: "cniBinDirs: [BIN]\n",
 			files: map[string]string{
@@ -138,7 +156,7 @@ func TestStatus(t *testing.T) {
 	}
 	rec("aaaaaaaaaaaaaaaa", "team-a", "web", attach.StateAttached,
 		attach.Attachment{Network: "storage", IfName: "net1", Config: json.RawMessage(`{}`),
-			Status: &attach.NetworkStatus{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}},
+			Statuses: []attach.NetworkStatus{{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}}},
 		attach.Attachment{Network: "team-a/fabric", IfName: "fab0", Config: json.RawMessage(`{}`)})
 	rec("bbbbbbbbbbbbbbbb", "team-b", "db", attach.StateDetached)
 

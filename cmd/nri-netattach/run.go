@@ -85,6 +85,12 @@ func runCmd(args []string) int {
 	}
 	if *metricsAt != "" {
 		opts.Metrics = metrics.New()
+		if k != nil {
+			if err := opts.Metrics.Register(k.Collectors()...); err != nil {
+				log.WithError(err).Error("cannot start")
+				return 1
+			}
+		}
 		go func() {
 			if err := opts.Metrics.Serve(ctx, *metricsAt); err != nil {
 				log.WithError(err).Error("metrics server stopped")

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	stdnet "net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -520,8 +519,7 @@ func TestWhereaboutsReconciler(t *testing.T) {
 		}
 		_ = wb.Stop()
 	})
-	br := linkPrefix + randHex(t, 3)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
+	br := newTestBridge(t)
 	name := "wb-" + randHex(t, 3)
 	cfg, _ := json.Marshal(map[string]any{
 		"cniVersion": "1.0.0", "name": name,

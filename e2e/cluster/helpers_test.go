@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +58,60 @@ type bridgeNetwork struct {
 }
 
 func newBridgeNetwork(t *testing.T, name, subnet string) bridgeNetwork {
-	n := bridgeNetwork{name: name, bridge: linkPrefix + randHex(t, 3), subnet: subnet}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", n.bridge).Run() })
-	return n
+	return bridgeNetwork{name: name, bridge: newTestBridge(t), subnet: subnet}
+}
+
+// linkRecord lists the host bridges this test binary's networks may create,
+// so that a later run removes them when this one was killed before its
+// clean-up ran (see removeStaleLinks).
+var linkRecord = filepath.Join(os.TempDir(), fmt.Sprintf("%s%d", linkRecordPrefix, os.Getpid()))
+
+const linkRecordPrefix = "nri-netattach-cluster-links-"
+
+// newTestBridge names a bridge for a test network (the CNI bridge plugin
+// creates it); it is deleted when the test ends.
+func newTestBridge(t *testing.T) string {
+	name := linkPrefix + randHex(t, 3)
+	f, err := os.OpenFile(linkRecord, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, name)
+	f.Close()
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	return name
+}
+
+// running reports whether process pid exists and is not a zombie (a killed
+// test binary whose parent has not reaped it).
+func running(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...; comm may hold spaces and parentheses.
+	rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+	f := strings.Fields(string(rest))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// removeStaleLinks deletes the bridges recorded by test binaries that are
+// no longer running, and their records.
+func removeStaleLinks() {
+	files, _ := filepath.Glob(filepath.Join(os.TempDir(), linkRecordPrefix+"*"))
+	for _, f := range files {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), linkRecordPrefix))
+		if err != nil || pid == os.Getpid() || running(pid) {
+			continue
+		}
+		data, _ := os.ReadFile(f)
+		for _, name := range strings.Fields(string(data)) {
+			if strings.HasPrefix(name, linkPrefix) {
+				_ = exec.Command("ip", "link", "del", name).Run()
+			}
+		}
+		os.Remove(f)
+	}
 }
 
 // config is the network's CNI configuration (a NAD's spec.config).

@@ -77,6 +77,8 @@ func run(m *testing.M) int {
 		fmt.Println("e2e: skipped: the cluster tier needs root (it runs a kubelet and a private containerd)")
 		return 0
 	}
+	// Bridges of an earlier run that was killed.
+	removeStaleLinks()
 	var err error
 	if *flagKubeconfig != "" {
 		tg, err = existingTarget()
@@ -101,6 +103,9 @@ func run(m *testing.M) int {
 		fmt.Println("e2e:", err)
 		return 1
 	}
+	// Registered last, so it runs before the private cluster's stop (which
+	// may exit): this run's tests removed their bridges themselves.
+	defer os.Remove(linkRecord)
 	return m.Run()
 }
 

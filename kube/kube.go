@@ -118,7 +118,11 @@ func (k *Kube) Publisher() *Publisher { return k.pub }
 // Events, until ctx is done. It never waits for the API server before
 // serving: the plugin works meanwhile from what is on disk.
 func (k *Kube) Run(ctx context.Context) {
-	k.log.WithFields(logrus.Fields{"node": k.opts.NodeName, "nadsDir": k.opts.NADsDir}).Info("Kubernetes mode: publishing network-status and Events, watching NetworkAttachmentDefinitions")
+	kubeconfig := k.opts.Kubeconfig
+	if kubeconfig == "" {
+		kubeconfig = "in-cluster service account"
+	}
+	k.log.WithFields(logrus.Fields{"node": k.opts.NodeName, "nadsDir": k.opts.NADsDir, "kubeconfig": kubeconfig}).Info("Kubernetes mode: publishing network-status and Events, watching NetworkAttachmentDefinitions")
 	defer k.events.Shutdown()
 
 	pods := informers.NewSharedInformerFactoryWithOptions(k.client, 0,

@@ -3,6 +3,8 @@ package plugin
 import (
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/kube"
@@ -184,6 +187,15 @@ func TestAttachDoesNotWaitForTheAPIServer(t *testing.T) {
 	log.SetOutput(os.Stderr)
 	if !testing.Verbose() {
 		log.SetLevel(logrus.PanicLevel)
+	}
+	if !testing.Verbose() {
+		// client-go's own complaints about the API server, on stderr.
+		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+		klog.InitFlags(fs)
+		_ = fs.Set("logtostderr", "false")
+		_ = fs.Set("alsologtostderr", "false")
+		_ = fs.Set("stderrthreshold", "FATAL")
+		klog.SetOutput(io.Discard)
 	}
 	nadsDir := t.TempDir()
 	k, err := kube.New(kube.Options{NodeName: "node-1", NADsDir: nadsDir, NetworksDir: t.TempDir(), Log: log},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
 
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/kube"
@@ -56,6 +57,7 @@ func (f kubeFlags) setup(cfg *config.Config, log *logrus.Logger) (*config.Config
 	if err != nil {
 		return nil, nil, fmt.Errorf("node name: %w", err)
 	}
+	klogTo(log)
 	rc, err := kube.RestConfig(cfg.Kubernetes.Kubeconfig)
 	if err != nil {
 		return nil, nil, err
@@ -66,6 +68,17 @@ func (f kubeFlags) setup(cfg *config.Config, log *logrus.Logger) (*config.Config
 		return nil, nil, err
 	}
 	return cfg, k, nil
+}
+
+// klogTo sends client-go's own log lines (klog: the event recorder's and
+// the reflectors' errors) to our log, as warnings, instead of stderr.
+func klogTo(log *logrus.Logger) {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("logtostderr", "false")
+	_ = fs.Set("alsologtostderr", "false")
+	_ = fs.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(log.WriterLevel(logrus.WarnLevel))
 }
 
 // wire gives the plugin Kubernetes mode's publisher and NAD fetcher.

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
 
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/plugin"
@@ -71,3 +76,34 @@ current-context: c
 		t.Errorf("relative kubeconfig: %v", err)
 	}
 }
+
+func TestKlogGoesToOurLog(t *testing.T) {
+	var buf syncBuffer
+	log := logrus.New()
+	log.SetOutput(&buf)
+	klogTo(log)
+	klog.ErrorS(errors.New("boom"), "Unable to write event")
+	klog.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "Unable to write event") {
+		if time.Now().After(deadline) {
+			t.Fatalf("klog line not in our log: %q", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(buf.String(), "level=warning") {
+		t.Errorf("klog line not logged as a warning: %q", buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

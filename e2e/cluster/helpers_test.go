@@ -165,7 +165,7 @@ func podSpec(name, networks string) *corev1.Pod {
 			TerminationGracePeriodSeconds: ptr(int64(1)),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
-				Name: "app", Image: tg.image, ImagePullPolicy: corev1.PullIfNotPresent,
+				Name: "app", Image: tg.image, ImagePullPolicy: corev1.PullIfNotPresent, Command: tg.command,
 			}},
 		},
 	}

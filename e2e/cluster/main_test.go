@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ var (
 	flagStateDir  = flag.String("state-dir", "/var/lib/nri-netattach", "existing cluster: the plugin's stateDir on this node")
 	flagIPAMDir   = flag.String("ipam-dir", "/var/lib/cni/networks", "existing cluster: host-local's dataDir for the test networks")
 	flagImage     = flag.String("image", "", "existing cluster: the test pods' image, present on the node (the private cluster uses its pause image)")
+	flagCommand   = flag.String("command", "sleep 3600", "existing cluster: what the test pods' container runs (split on spaces)")
 )
 
 // target is where the tests run: the private cluster or an existing one.
@@ -55,6 +57,8 @@ type target struct {
 	node    string
 	runtime runtimeapi.RuntimeServiceClient
 	image   string
+	// command of the test pods' container (nil: the image's own).
+	command []string
 	// The plugin's directories on this node, and host-local's for the
 	// test networks.
 	statusDir, stateDir, ipamDir string
@@ -209,6 +213,7 @@ func existingTarget() (*target, error) {
 	}
 	return &target{
 		client: client, dyn: dyn, node: node, runtime: runtimeapi.NewRuntimeServiceClient(conn), image: *flagImage,
+		command:   strings.Fields(*flagCommand),
 		statusDir: *flagStatusDir, stateDir: *flagStateDir, ipamDir: *flagIPAMDir,
 	}, nil
 }

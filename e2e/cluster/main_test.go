@@ -131,14 +131,19 @@ func netattachBinary(dir string) (string, error) {
 // privateTarget starts the private cluster; stop closes it and checks that
 // nothing of it is left on the host (non-zero: something is).
 func privateTarget() (*target, func() int, error) {
-	tmp, err := os.MkdirTemp("", "nri-netattach-cluster-bin-")
-	if err != nil {
-		return nil, nil, err
-	}
-	bin, err := netattachBinary(tmp)
-	if err != nil {
-		os.RemoveAll(tmp)
-		return nil, nil, err
+	// A directory for the plugin binary only when it is built here: a
+	// killed run leaves nothing in the temp dir otherwise.
+	tmp := ""
+	bin := os.Getenv("NRI_NETATTACH_BINARY")
+	if bin == "" {
+		var err error
+		if tmp, err = os.MkdirTemp("", "nri-netattach-cluster-bin-"); err != nil {
+			return nil, nil, err
+		}
+		if bin, err = netattachBinary(tmp); err != nil {
+			os.RemoveAll(tmp)
+			return nil, nil, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

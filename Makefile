@@ -7,7 +7,7 @@ DESTDIR ?=
 PREFIX  ?= /usr/local
 NETWORKS ?= /etc/nri-netattach/networks.d
 
-.PHONY: all help build test test-unit e2e-deps demo bench install check-config fuzz clean distclean
+.PHONY: all help build test test-unit e2e-deps cluster-deps test-cluster demo bench install check-config fuzz clean distclean
 
 all: build
 
@@ -17,7 +17,7 @@ help: ## this list
 build: ## the binary, static
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nri-netattach
 
-test: ## every tier: hygiene, unit + root (-race), e2e on a private containerd
+test: ## every tier: hygiene, unit + root (-race), e2e on a private containerd, cluster
 	hack/test.sh
 
 test-unit: ## the unit tier only, no root needed
@@ -25,6 +25,14 @@ test-unit: ## the unit tier only, no root needed
 
 e2e-deps: ## build pinned containerd, runc, CNI plugins and the pause image into .cache/e2e
 	hack/e2e-deps.sh
+
+cluster-deps: ## build kube-apiserver, kubelet and an embedded etcd into .cache/cluster (first time: about half an hour)
+	hack/cluster-deps.sh
+
+test-cluster: e2e-deps cluster-deps ## the cluster tier only: a single-node cluster on a private containerd (root)
+	$(GO) build -o .cache/e2e/nri-netattach ./cmd/nri-netattach
+	$(GO) test -tags cluster -c -o .cache/cluster/cluster.test ./e2e/cluster
+	NRI_NETATTACH_BINARY=$(CURDIR)/.cache/e2e/nri-netattach .cache/cluster/cluster.test -test.v -test.count=1 -test.timeout 20m
 
 demo: build e2e-deps ## a private containerd, the plugin, a pod with two secondary networks
 	hack/demo.sh
@@ -47,5 +55,5 @@ clean: ## what the build and the tests made: bin/, test binaries, the e2e plugin
 	rm -rf bin .cache/bench .cache/e2e/nri-netattach .cache/e2e/last-e2e.log
 	find . -name '*.test' -not -path './.cache/*' -delete
 
-distclean: clean ## also the cached e2e dependencies (containerd, runc, CNI plugins): the next test rebuilds them
+distclean: clean ## also the cached e2e and cluster dependencies (containerd, runc, CNI plugins, kubelet, ...): the next test rebuilds them
 	rm -rf .cache

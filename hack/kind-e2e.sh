@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hack/kind-e2e.sh: end-to-end test of nri-netattach on a kind cluster (CONTRACT §2.3).
+# hack/kind-e2e.sh: end-to-end test of nri-netattach on a kind cluster.
 #
 # 1. Creates a kind cluster whose containerd has NRI enabled (hack/kind/cluster.yaml).
 # 2. Builds the image (Dockerfile) and loads it into the nodes.
@@ -16,6 +16,13 @@
 #    and the network-status file of each pod on its node.
 # 6. Deletes the pods and checks that the plugin logged the detach, that every
 #    test IP was released (host-local files) and that the status files are gone.
+# 7. Runs the cluster tier's test binary (e2e/cluster, the same tests `make test`
+#    runs on its private single-node cluster) inside the first node, against
+#    this cluster: NetworkAttachmentDefinitions and pods through the API, the
+#    network-status annotation equal to the node's status file, the Events,
+#    a changed NAD, latency, nothing left after deletion. It is built in
+#    GO_IMAGE; the case that stops the API server needs the private cluster
+#    and skips here. SKIP_CLUSTER_TESTS=1 leaves this step out.
 #
 # Needs docker (with BuildKit, the default since Docker 23), kind and kubectl.
 # Go is not needed on this machine. Exits non-zero with a FAIL line on any failure,
@@ -30,6 +37,7 @@
 #   CNI_PLUGINS_VERSION  containernetworking/plugins version (default v1.9.1)
 #   TEST_IMAGE           image of the test pods; must have `ip` (default busybox:1.36)
 #   TIMEOUT              seconds to wait for each step (default 180)
+#   SKIP_CLUSTER_TESTS=1 do not run the cluster tier's tests (step 7)
 
 set -euo pipefail
 
@@ -41,6 +49,7 @@ GO_IMAGE=${GO_IMAGE:-golang:1.26}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
 TEST_IMAGE=${TEST_IMAGE:-busybox:1.36}
 TIMEOUT=${TIMEOUT:-180}
+SKIP_CLUSTER_TESTS=${SKIP_CLUSTER_TESTS:-0}
 
 readonly IMAGE=nri-netattach:e2e # the tag that hack/kind/deploy deploys
 readonly DS_NS=kube-system DS=nri-netattach DS_SELECTOR=app.kubernetes.io/name=nri-netattach
@@ -52,6 +61,7 @@ readonly REQUIRED_PLUGINS="macvlan bridge host-local"
 readonly IPAM_DIRS="/var/lib/cni/networks/macvlan-test /var/lib/cni/networks/bridge-test /var/lib/cni/networks/team-a/storage"
 readonly STATUS_DIR=/run/nri-netattach/pods
 readonly BUILDER=$CLUSTER_NAME-cni-build
+readonly CLUSTER_TEST_NS=nri-netattach-e2e # the namespace of the cluster tier's tests
 
 WORK=$(mktemp -d)
 KUBECONFIG_FILE=$WORK/kubeconfig # never the user's ~/.kube/config
@@ -201,6 +211,11 @@ install_cni_plugins() {
 }
 
 deploy() {
+  log "installing the NetworkAttachmentDefinition CRD (deploy/crds)"
+  k apply -f "$ROOT/deploy/crds/network-attachment-definitions.yaml" >/dev/null ||
+    fail "kubectl apply -f deploy/crds/network-attachment-definitions.yaml failed"
+  k wait --for=condition=Established crd/network-attachment-definitions.k8s.cni.cncf.io --timeout "${TIMEOUT}s" >/dev/null ||
+    fail "the NetworkAttachmentDefinition CRD was not established"
   log "deploying nri-netattach (hack/kind/deploy)"
   k apply -k "$ROOT/hack/kind/deploy" || fail "kubectl apply -k hack/kind/deploy failed"
   if ((!CREATED)); then
@@ -252,7 +267,7 @@ create_test_pods() {
 
 # expect_addr POD DEV PREFIX: DEV in POD has an IPv4 address that starts with
 # PREFIX. Retried for 30 s: a pod that started while the plugin was connecting
-# is attached by its resync shortly after (§9).
+# is attached by its resync shortly after.
 expect_addr() {
   local pod=$1 dev=$2 prefix=$3 out="" i
   for ((i = 0; i < 30; i++)); do
@@ -275,7 +290,7 @@ expect_mac() {
 }
 
 # expect_status POD IFACE...: the pod's network-status file on its node names
-# every IFACE (§7.6). Records the pod's node and UID for the checks after deletion.
+# every IFACE. Records the pod's node and UID for the checks after deletion.
 expect_status() {
   local pod=$1 node uid content iface
   shift
@@ -307,8 +322,8 @@ check_attached() {
   expect_status e2e-ns net1
 }
 
-# A pod may only use its own namespace's networks (§5); the refusal is the
-# sandbox error, and names the pod (§10).
+# A pod may only use its own namespace's networks; the refusal is the
+# sandbox error, and names the pod.
 check_rejected() {
   local pod=e2e-reject msg="" phase i
   log "checking that $OTHER_NS/$pod is refused team-a/storage"
@@ -335,7 +350,7 @@ delete_test_pods() {
     fail "pod $OTHER_NS/e2e-reject was not deleted within ${TIMEOUT}s"
 }
 
-# Every test pod's detach is in the plugin's logs, without an error (§8).
+# Every test pod's detach is in the plugin's logs, without an error.
 check_detach_logged() {
   local logs pod missing i
   log "checking the plugin's logs for the detaches"
@@ -360,7 +375,7 @@ check_detach_logged() {
 }
 
 # host-local keeps one file per allocated address: none of the test networks'
-# may be left once the pods are gone (DEL ran, §8).
+# may be left once the pods are gone (DEL ran).
 check_ips_released() {
   local n leftovers i
   log "checking that every test IP was released"
@@ -377,7 +392,7 @@ check_ips_released() {
   info "no address of 10.200.1-3.0/24 left in $IPAM_DIRS"
 }
 
-# RemovePodSandbox deletes the status file (§8). The kubelet removes sandboxes
+# RemovePodSandbox deletes the status file. The kubelet removes sandboxes
 # of deleted pods on its own schedule, hence the longer wait.
 check_status_removed() {
   local rec pod node uid left i
@@ -395,6 +410,35 @@ check_status_removed() {
   done
   [[ -z $left ]] || fail "network-status files still present ${TIMEOUT}s after the pods were deleted:$left"
   info "all removed"
+}
+
+# run_cluster_tests builds the cluster tier's test binary (static, in
+# GO_IMAGE, from this checkout) and runs it inside the first node against
+# this cluster: the node's containerd, status and state directories are the
+# ones of deploy/kubernetes.
+run_cluster_tests() {
+  if [[ $SKIP_CLUSTER_TESTS == 1 ]]; then
+    log "skipping the cluster tier's tests (SKIP_CLUSTER_TESTS=1)"
+    return
+  fi
+  local node=${NODES[0]} bin=$WORK/cluster.test
+  log "building the cluster tier's test binary in $GO_IMAGE"
+  # The checkout goes in as a tar stream, the binary comes out on stdout
+  # (works with a remote Docker engine too).
+  tar -C "$ROOT" --exclude=./.cache --exclude=./.git --exclude=./bin -cf - . |
+    docker run -i --rm -e CGO_ENABLED=0 "$GO_IMAGE" sh -c \
+      'mkdir -p /src && tar -xf - -C /src && cd /src && go test -tags cluster -c -o /tmp/cluster.test ./e2e/cluster >&2 && cat /tmp/cluster.test' \
+      >"$bin" || fail "could not build the cluster tier's test binary in $GO_IMAGE"
+  chmod +x "$bin"
+  docker cp "$bin" "$node:/usr/local/bin/nri-netattach-cluster.test" >/dev/null ||
+    fail "could not copy the test binary into $node"
+  log "running the cluster tier's tests on $node"
+  k delete namespace "$CLUSTER_TEST_NS" --ignore-not-found --wait --timeout "${TIMEOUT}s" >/dev/null
+  docker exec "$node" /usr/local/bin/nri-netattach-cluster.test -test.v -test.count=1 -test.timeout 20m \
+    -kubeconfig /etc/kubernetes/admin.conf -node "$node" -image "$TEST_IMAGE" \
+    -status-dir "$STATUS_DIR" -state-dir /var/lib/nri-netattach -ipam-dir /var/lib/cni/networks ||
+    fail "the cluster tier's tests failed on $node (output above)"
+  k delete namespace "$CLUSTER_TEST_NS" --ignore-not-found --wait=false >/dev/null
 }
 
 main() {
@@ -426,6 +470,7 @@ main() {
   check_detach_logged
   check_ips_released
   check_status_removed
+  run_cluster_tests
 }
 
 main "$@"

@@ -19,6 +19,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
 // Pod is the sandbox to attach networks to.
@@ -74,7 +75,7 @@ type Manager struct {
 	statusDir string
 	stateDir  string
 	inPlace   bool
-	locks     keyedMutex
+	locks     KeyedMutex
 	observer  Observer
 
 	// owners maps a pod UID to the sandbox that last wrote its status file
@@ -94,7 +95,7 @@ type Stats struct {
 func New(o Options) (*Manager, error) {
 	recDir := filepath.Join(o.StateDir, recordsDir)
 	cacheDir := filepath.Join(o.StateDir, "cache")
-	for _, d := range []string{recDir, cacheDir, o.StatusDir, filepath.Join(o.StateDir, pendingDir), filepath.Join(o.StateDir, "bin")} {
+	for _, d := range []string{recDir, cacheDir, o.StatusDir, filepath.Join(o.StateDir, gate.Dir), filepath.Join(o.StateDir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
@@ -120,7 +121,7 @@ func New(o Options) (*Manager, error) {
 // before the deadline. A record left by an interrupted attach of the same
 // sandbox is cleaned up first.
 func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment) (Stats, error) {
-	defer m.locks.lock(pod.SandboxID)()
+	defer m.locks.Lock(pod.SandboxID)()
 	start := time.Now()
 	var cniTime atomic.Int64
 	ctx = withTimer(ctx, &cniTime)
@@ -231,7 +232,7 @@ func (m *Manager) rollback(ctx context.Context, rec *Record, last int, cause err
 // sandbox without a record is a no-op. Failures are returned, each naming
 // the pod's network and interface; what failed stays recorded.
 func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
-	defer m.locks.lock(sandboxID)()
+	defer m.locks.Lock(sandboxID)()
 	rec, err := m.recs.get(sandboxID)
 	if err != nil || rec == nil {
 		return err
@@ -243,10 +244,7 @@ func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
 // pending marker and its status file (RemovePodSandbox). If a DEL still fails, the record is
 // kept so that a later resync retries it.
 func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
-	defer m.locks.lock(sandboxID)()
-	if err := m.ClearPending(sandboxID); err != nil {
-		return err
-	}
+	defer m.locks.Lock(sandboxID)()
 	rec, err := m.recs.get(sandboxID)
 	if err != nil || rec == nil {
 		return err
@@ -379,3 +377,6 @@ func (m *Manager) Scan() (gone []*Record, attachments int, err error) {
 	}
 	return gone, attachments, err
 }
+
+// StateDir is the state directory the Manager keeps its files under.
+func (m *Manager) StateDir() string { return m.stateDir }

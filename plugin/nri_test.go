@@ -357,7 +357,8 @@ func TestResyncAfterReconnect(t *testing.T) {
 	h := startPlugin(t, realCNIBin(t), 2*time.Second)
 	h.writeNetwork("", "br", bridgeNet(t, "br", "10.212.0.0/24", h.dataDir))
 	keep := pod("sb-keep", "team-a", "keep", newNetNSWithEth0(t), "br")
-	gone := pod("sb-gone", "team-a", "gone", newNetNSWithEth0(t), "br")
+	goneNetNS := newNetNSWithEth0(t)
+	gone := pod("sb-gone", "team-a", "gone", goneNetNS, "br")
 	for _, p := range []*api.PodSandbox{keep, gone} {
 		if err := h.run(p); err != nil {
 			t.Fatal(err)
@@ -366,7 +367,9 @@ func TestResyncAfterReconnect(t *testing.T) {
 	late := pod("sb-late", "team-a", "late", newNetNSWithEth0(t), "br")
 
 	// The runtime restarts: the old connection closes, a new runtime lists
-	// only keep (gone was removed meanwhile) and late (started meanwhile).
+	// only keep (gone was removed meanwhile: its netns with it) and late
+	// (started meanwhile).
+	mustRun(t, "ip", "netns", "del", filepath.Base(goneNetNS))
 	h.rt.Stop()
 	h.proxy.cut()
 	if err := os.Remove(h.socket); err != nil && !os.IsNotExist(err) {

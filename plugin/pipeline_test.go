@@ -13,6 +13,7 @@ import (
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
 func pipelined(c *config.Config) { c.AttachMode = config.AttachPipelined }
@@ -66,7 +67,7 @@ func TestPipelinedAttachHoldsContainersWithAHook(t *testing.T) {
 	// What the hook does: wait until attached.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipe"); err != nil {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipe"); err != nil {
 		t.Fatalf("WaitAttached: %v", err)
 	}
 	if took := time.Since(start); took < 400*time.Millisecond {
@@ -92,7 +93,7 @@ func TestPipelinedFailureFailsContainersAndRetries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	want := "pod team-a/web: network broken (interface net1): CNI ADD failed"
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil || !strings.Contains(err.Error(), want) {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("WaitAttached = %v; want the attach error", err)
 	}
 	// The next CreateContainer fails with it and starts a retry, which
@@ -102,7 +103,10 @@ func TestPipelinedFailureFailsContainersAndRetries(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("CreateContainer #%d error = %v; want the attach error", i+1, err)
 		}
-		if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil {
+		if strings.Count(err.Error(), "team-a/web") != 1 {
+			t.Errorf("CreateContainer #%d error names the pod more than once: %v", i+1, err)
+		}
+		if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil {
 			t.Fatal("the retry succeeded")
 		}
 	}
@@ -146,7 +150,7 @@ func TestStopCancelsPipelinedAttach(t *testing.T) {
 	// A container held meanwhile is failed, not started.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipestop"); err == nil || !strings.Contains(err.Error(), "not attached") {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipestop"); err == nil || !strings.Contains(err.Error(), "not attached") {
 		t.Errorf("WaitAttached after StopPodSandbox = %v", err)
 	}
 }
@@ -189,24 +193,67 @@ func contains(list []string, s string) bool {
 }
 
 func TestEventSubscription(t *testing.T) {
-	cases := []struct {
-		cfg  config.Config
-		want bool
-	}{
-		{config.Config{AttachMode: config.AttachSync}, false},
-		{config.Config{AttachMode: config.AttachPipelined}, true},
-		{config.Config{AttachMode: config.AttachSync, StatusInContainers: &config.StatusInContainers{Path: "/x"}}, true},
-	}
-	for _, c := range cases {
-		mask, err := events(&c.cfg)
+	// Every mode holds containers of pods attached in the background (the
+	// resync's attaches too), so CreateContainer is always subscribed.
+	for _, c := range []config.Config{{AttachMode: config.AttachSync}, {AttachMode: config.AttachPipelined}} {
+		mask, err := events(&c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := mask.IsSet(api.Event_CREATE_CONTAINER); got != c.want {
-			t.Errorf("%+v: CreateContainer subscribed = %v, want %v", c.cfg, got, c.want)
+		for _, e := range []api.Event{api.Event_RUN_POD_SANDBOX, api.Event_STOP_POD_SANDBOX, api.Event_REMOVE_POD_SANDBOX, api.Event_CREATE_CONTAINER} {
+			if !mask.IsSet(e) {
+				t.Errorf("%s: %s not subscribed: %s", c.AttachMode, e, mask.PrettyString())
+			}
 		}
-		if !mask.IsSet(api.Event_RUN_POD_SANDBOX) || !mask.IsSet(api.Event_STOP_POD_SANDBOX) || !mask.IsSet(api.Event_REMOVE_POD_SANDBOX) {
-			t.Errorf("%+v: pod events not all subscribed: %s", c.cfg, mask.PrettyString())
+	}
+}
+
+func TestStopDuringSlowRollbackReturnsInTime(t *testing.T) {
+	const requestTimeout = 2 * time.Second
+	h := startPlugin(t, realCNIBin(t), requestTimeout, pipelined)
+	// ADD fails after the bridge; the rollback's DEL then takes 3s in
+	// e2e-sleep, holding the sandbox.
+	b := bridgeNet(t, "slowdel", "10.217.0.0/24", h.dataDir)
+	h.writeNetwork("", "slowdel", strings.Replace(b, `}}]}`, `}},{"type":"e2e-sleep","delSleepMs":3000},{"type":"e2e-fail"}]}`, 1))
+	p := pod("sb-slowdel", "team-a", "web", newNetNSWithEth0(t), "slowdel")
+	if err := h.run(p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the ADD failed; the rollback's slow DEL runs
+	for _, step := range []struct {
+		name string
+		call func() error
+	}{
+		{"StopPodSandbox", func() error {
+			return h.rt.StopPodSandbox(context.Background(), &api.StopPodSandboxRequest{Pod: p})
+		}},
+		{"RemovePodSandbox", func() error {
+			return h.rt.RemovePodSandbox(context.Background(), &api.RemovePodSandboxRequest{Pod: p})
+		}},
+	} {
+		start := time.Now()
+		if err := step.call(); err != nil {
+			t.Fatal(err)
 		}
+		if took := time.Since(start); took >= requestTimeout {
+			t.Errorf("%s took %s; it must return inside the %s request timeout", step.name, took, requestTimeout)
+		}
+	}
+	// The teardown finishes in the background once the rollback is done.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, _ := attach.ListRecords(h.cfg.StateDir)
+		gates, _ := filepath.Glob(filepath.Join(h.cfg.StateDir, gate.Dir, "*"))
+		if len(recs) == 0 && len(gates) == 0 && len(hostLocalIPs(t, h.dataDir, "slowdel")) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s later: records %d, gates %v, IPs %v", len(recs), gates, hostLocalIPs(t, h.dataDir, "slowdel"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Still connected: a bad pod is still rejected by the plugin.
+	if err := h.run(pod("sb-next", "team-a", "web", "/proc/self/ns/net", "Bad_Name")); err == nil {
+		t.Fatal("plugin no longer connected: a bad pod was accepted")
 	}
 }

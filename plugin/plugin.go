@@ -62,8 +62,11 @@ type Plugin struct {
 	// failures remembers sandboxes whose teardown failed, so the resync
 	// logs a failure once and its recovery once.
 	failures sync.Map
-	// pipe holds the background attaches of pipelined mode.
-	pipe pipeline
+	// sb serializes the work on each sandbox and keeps the background
+	// attaches and the gates of their containers.
+	sb sandboxes
+	// resyncReq hands Synchronize's pod list to the resync worker.
+	resyncReq chan snapshot
 }
 
 // state is everything derived from one configuration.
@@ -84,7 +87,7 @@ func New(o Options) (*Plugin, error) {
 	if o.ResyncInterval <= 0 {
 		o.ResyncInterval = 5 * time.Second
 	}
-	p := &Plugin{opts: o, log: o.Log}
+	p := &Plugin{opts: o, log: o.Log, resyncReq: make(chan snapshot, 1)}
 	if o.Config != nil {
 		if err := p.setConfig(o.Config); err != nil {
 			return nil, err
@@ -99,11 +102,14 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	var hook string
-	if cfg.AttachMode == config.AttachPipelined {
-		if hook, err = mgr.InstallHookBinary(); err != nil {
-			return fmt.Errorf("installing the wait-attached hook: %w", err)
-		}
+	// The hook holds containers in every mode: the resync attaches pods in
+	// the background too.
+	hook, err := mgr.InstallHookBinary()
+	if err != nil {
+		return fmt.Errorf("installing the wait-attached hook: %w", err)
+	}
+	if err := p.sb.loadGates(cfg.StateDir); err != nil {
+		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -149,14 +155,13 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 	return events(st.cfg)
 }
 
-// events subscribes to CreateContainer only when it has work to do: every
-// event is a round trip under the runtime's node-wide NRI lock.
-func events(cfg *config.Config) (api.EventMask, error) {
-	names := []string{"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"}
-	if cfg.AttachMode == config.AttachPipelined || cfg.StatusInContainers != nil {
-		names = append(names, "CreateContainer")
-	}
-	return api.ParseEventMask(names...)
+// events are the NRI events nri-netattach handles. CreateContainer is one
+// in every mode: containers of a pod whose networks are being attached in
+// the background (pipelined mode, or the resync after a restart) are held,
+// and with the runtime's required_plugins a container is only created when
+// the plugin is connected and has seen it.
+func events(*config.Config) (api.EventMask, error) {
+	return api.ParseEventMask("RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer")
 }
 
 // requestTimeout is the runtime's NRI request timeout, as announced in

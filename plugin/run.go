@@ -54,9 +54,14 @@ func (p *Plugin) Run(ctx context.Context) error {
 	resyncDone := make(chan struct{})
 	go func() {
 		defer close(resyncDone)
-		p.resyncLoop(ctx)
+		p.resyncWorker(ctx)
 	}()
-	defer func() { <-resyncDone }()
+	// On the way out (SIGTERM): the connection is closed first, so no new
+	// work arrives; then the attaches in flight finish or roll back.
+	defer func() {
+		<-resyncDone
+		p.drain()
+	}()
 
 	preconnected := os.Getenv(api.PluginSocketEnvVar) != ""
 	backoff := minBackoff

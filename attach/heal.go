@@ -56,7 +56,7 @@ func (m *Manager) heal(u *UnreadableError) (Healed, error) {
 		return h, fmt.Errorf("moving the unreadable record aside: %w", err)
 	}
 	if rec != nil {
-		if err := m.recs.put(rec); err != nil {
+		if err := m.recs.putDurable(rec); err != nil {
 			return h, fmt.Errorf("writing the rebuilt record: %w", err)
 		}
 		h.Rebuilt = rec

@@ -157,7 +157,7 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment)
 		}
 		rec.Attachments = append(rec.Attachments, a)
 	}
-	if err := m.recs.put(rec); err != nil {
+	if err := m.recs.putDurable(rec); err != nil {
 		return stats(), fmt.Errorf("writing record: %w", err)
 	}
 

@@ -89,10 +89,21 @@ func (rs records) get(id string) (*Record, error) {
 	return &r, nil
 }
 
-// put writes a record atomically and durably: the file and its directory
-// are fsynced before put returns, so a record written before the first CNI
-// ADD survives a power loss (see writeFileDurable).
+// put writes a record atomically (readers never see a partial file).
 func (rs records) put(r *Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(rs.path(r.SandboxID), data)
+}
+
+// putDurable writes a record atomically and durably: the file and its
+// directory are fsynced before it returns. The write-ahead record, written
+// before the first CNI ADD, goes this way, so that what may exist after a
+// power loss is known. Later writes need not: a record that lost them says
+// "attaching", and is rolled back and attached again.
+func (rs records) putDurable(r *Record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err

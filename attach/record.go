@@ -163,13 +163,18 @@ func (e *UnreadableError) Error() string {
 
 func (e *UnreadableError) Unwrap() error { return e.Err }
 
-// unreadableSuffix is appended to a record that was moved aside.
-const unreadableSuffix = ".unreadable"
+// unreadableDir is where unreadable records are moved, under the state
+// directory, for a post-mortem.
+const unreadableDir = "unreadable"
 
-// moveAside renames an unreadable record out of the way (list skips it),
-// keeping it for a post-mortem. A later one of the same sandbox replaces it.
+// moveAside renames an unreadable record out of the records directory
+// (list no longer sees it). A later one of the same sandbox replaces it.
 func (rs records) moveAside(id string) (string, error) {
-	dst := rs.path(id) + unreadableSuffix
+	dir := filepath.Join(filepath.Dir(rs.dir), unreadableDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, id+".json")
 	if err := os.Rename(rs.path(id), dst); err != nil {
 		return "", err
 	}

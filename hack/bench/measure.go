@@ -30,7 +30,7 @@ func (b *bench) measureMode(ctx context.Context, mode string, rep *report) error
 	if err := b.startPlugin(ctx, mode); err != nil {
 		return err
 	}
-	for _, c := range cases[:3] {
+	for _, c := range cases {
 		progress("%s mode: single pods, %s (%d + 1 warm-up)", mode, c.name, b.p.Pods)
 		row, err := b.single(ctx, mode, c.name, c.annotation)
 		if err != nil {

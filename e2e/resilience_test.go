@@ -189,7 +189,7 @@ func TestDetachRobustness(t *testing.T) {
 	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.restartPlugin(map[string]any{"cniBinDirs": []string{s.env.CNIBinDir, extra}})
+	s.restartPlugin(map[string]any{"cniBinDirs": []string{s.env.CNIBinDir, extra}, "attachMode": "sync"})
 	s.network("", "fragile", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"fragile","plugins":[{"type":"bridge-copy","bridge":%q,
 "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.3.0/24"}]]}}]}`, s.bridge, s.dirs.IPAM))
 

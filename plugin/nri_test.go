@@ -103,7 +103,9 @@ func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration, twea
 	h.rt = startRuntime(t, h.socket)
 	t.Cleanup(h.rt.Stop)
 	h.proxy = newProxy(t, h.socket)
-	h.cfg = &config.Config{NetworksDir: h.netDir, StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{binDir}}
+	// Sync unless a tweak says otherwise: most tests check the attach's
+	// outcome right after RunPodSandbox.
+	h.cfg = &config.Config{NetworksDir: h.netDir, StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{binDir}, AttachMode: config.AttachSync}
 	for _, tw := range tweaks {
 		tw(h.cfg)
 	}

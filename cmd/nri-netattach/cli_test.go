@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
 )
 
 func write(t *testing.T, path, data string) {
@@ -199,5 +201,29 @@ func TestDispatch(t *testing.T) {
 	}
 	if code := dispatch([]string{"run", "--config", "/nonexistent/config.yaml"}); code != 1 {
 		t.Errorf("missing --config: exit %d, want 1", code)
+	}
+}
+
+func TestConfigDefaultPrintsEveryDefault(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := configCmd([]string{"default"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	// What it prints is a valid configuration equal to the defaults.
+	got, err := config.Parse(out.Bytes())
+	if err != nil {
+		t.Fatalf("the printed configuration does not parse: %v\n%s", err, out.String())
+	}
+	want, _ := config.Parse(nil)
+	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w {
+		t.Errorf("printed %+v, defaults %+v", got, want)
+	}
+	for _, line := range []string{"attachMode: " + config.DefaultAttachMode, "defaultNetworks: []", "attachTimeout: 0s", "stateDir: " + config.DefaultStateDir} {
+		if !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("output lacks %q:\n%s", line, out.String())
+		}
+	}
+	if code := configCmd([]string{"dump"}, &out, &errOut); code != 2 {
+		t.Errorf("config dump: exit %d, want 2", code)
 	}
 }

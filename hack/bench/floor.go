@@ -100,4 +100,3 @@ func (b *bench) floorPods(ctx context.Context, cni *libcni.CNIConfig, lists []*l
 func floorConf(ns string, i int) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: ns, NetNS: "/var/run/netns/" + ns, IfName: fmt.Sprintf("net%d", i+1)}
 }
-

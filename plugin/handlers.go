@@ -70,6 +70,19 @@ func withWhich(log *logrus.Entry, err error) *logrus.Entry {
 	return log
 }
 
+// The attached event: a log entry with FieldEvent = AttachedEvent, for each
+// pod attached, with FieldElapsed (the attach, from the handler's entry in
+// sync mode, from the background attach's start in pipelined mode) and
+// FieldCNI (the part of it spent in CNI plugin processes). Durations are
+// nanoseconds in the JSON log format. Tools read these fields, never the
+// message.
+const (
+	FieldEvent    = "event"
+	AttachedEvent = "pod-attached"
+	FieldElapsed  = "elapsed"
+	FieldCNI      = "cni"
+)
+
 // attach runs the attach of a resolved pod and logs its outcome: elapsed
 // is the time since start (the handler's entry, in sync mode), cni the
 // part spent in CNI plugin processes. Its error names the pod.
@@ -84,7 +97,9 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 	for i := range atts {
 		which[i] = atts[i].Selection.Ref().String() + "@" + atts[i].IfName
 	}
-	log.WithFields(logrus.Fields{"networks": strings.Join(which, ","), "elapsed": elapsed, "cni": stats.CNI}).Info("attached")
+	// This line is also an event for tools (make bench reads it): its
+	// event, elapsed and cni fields are a contract, see AttachedEvent.
+	log.WithFields(logrus.Fields{"networks": strings.Join(which, ","), FieldEvent: AttachedEvent, FieldElapsed: elapsed, FieldCNI: stats.CNI}).Info("attached")
 	return nil
 }
 

@@ -127,7 +127,7 @@ func (rep *report) evaluate() {
 	}
 	rep.Notes = append(rep.Notes,
 		"created = RunPodSandbox + first CreateContainer; started = + its StartContainer. Pipelined mode holds the container in the wait-attached OCI hook, which runc runs within StartContainer, so there only started includes the attach: x none, + none and the targets use started in both modes",
-		"own overhead = elapsed - cni from the plugin's attached log lines; sync: from RunPodSandbox entry, pipelined: the background attach only (resolve runs in RunPodSandbox)",
+		"own overhead = elapsed - cni from the plugin's attached events; sync: from RunPodSandbox entry, pipelined: the background attach only (resolve runs in RunPodSandbox)",
 		"the single-pod rows start with one warm-up pod that is not counted; a retry is a sandbox or container the runtime rejected and the bench tried again, as the kubelet would")
 }
 

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
@@ -255,5 +257,75 @@ func TestStopDuringSlowRollbackReturnsInTime(t *testing.T) {
 	// Still connected: a bad pod is still rejected by the plugin.
 	if err := h.run(pod("sb-next", "team-a", "web", "/proc/self/ns/net", "Bad_Name")); err == nil {
 		t.Fatal("plugin no longer connected: a bad pod was accepted")
+	}
+}
+
+// newOffline is a configured plugin that is not connected: its handlers
+// are called directly.
+func newOffline(t *testing.T, stateDir string) *Plugin {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := &config.Config{NetworksDir: filepath.Join(dir, "networks.d"), StateDir: stateDir, StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{dir}}
+	cfg.Default()
+	p, err := New(Options{Config: cfg, Log: logrus.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A plugin that restarts while an attach runs still holds the containers
+// created for that sandbox: the gate files are the truth, loaded at start.
+func TestRestartedPluginStillHoldsContainers(t *testing.T) {
+	state := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(state, gate.Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for id, st := range map[string]gate.Status{
+		"sb-attaching": {State: gate.Attaching},
+		"sb-attached":  {State: gate.Attached},
+		"sb-failed":    {State: gate.Failed, Error: "pod team-a/web: network n (interface net1): CNI ADD failed: boom"},
+	} {
+		if err := gate.Write(state, id, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newOffline(t, state)
+	ctx := context.Background()
+	hooked := func(id string) (bool, error) {
+		adj, _, err := p.CreateContainer(ctx, &api.PodSandbox{Id: id, Namespace: "team-a", Name: "web"}, &api.Container{Name: "app"})
+		return hookOf(adj) != nil, err
+	}
+	if held, err := hooked("sb-attaching"); !held || err != nil {
+		t.Errorf("sandbox attaching before the restart: hook %v, err %v; want it held", held, err)
+	}
+	if held, err := hooked("sb-attached"); held || err != nil {
+		t.Errorf("sandbox attached: hook %v, err %v", held, err)
+	}
+	if _, err := hooked("sb-failed"); err == nil || strings.Count(err.Error(), "team-a/web") != 1 {
+		t.Errorf("sandbox whose attach failed: %v; want its error, naming the pod once", err)
+	}
+}
+
+// Synchronize marks the live pods the resync attaches before it returns,
+// so that containers created right after the reconnection are held.
+func TestSynchronizeHoldsPodsToAttach(t *testing.T) {
+	state := t.TempDir()
+	p := newOffline(t, state)
+	netns := newNetNSWithEth0(t)
+	want := pod("sb-late", "team-a", "late", netns, "somenet")
+	plain := pod("sb-plain", "team-a", "plain", netns, "")
+	if _, err := p.Synchronize(context.Background(), []*api.PodSandbox{want, plain}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok, _ := gate.Read(state, "sb-late"); !ok || st.State != gate.Attaching {
+		t.Errorf("pod that asks for networks: gate %+v (%v); want attaching", st, ok)
+	}
+	if _, ok, _ := gate.Read(state, "sb-plain"); ok {
+		t.Error("pod without networks got a gate")
+	}
+	adj, _, err := p.CreateContainer(context.Background(), want, &api.Container{Name: "app"})
+	if err != nil || hookOf(adj) == nil {
+		t.Errorf("container of a pod the resync attaches: hook %v, err %v; want it held", hookOf(adj), err)
 	}
 }

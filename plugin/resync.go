@@ -164,7 +164,7 @@ func (p *Plugin) heal(st *state) {
 		}
 	}
 	if err != nil {
-		p.log.WithError(err).Error("resync: unreadable records")
+		p.errorOnce(err, "resync: unreadable records")
 	}
 }
 
@@ -175,7 +175,7 @@ func (p *Plugin) checkNetNS(st *state) {
 	p.heal(st)
 	gone, live, err := st.mgr.Scan()
 	if err != nil {
-		p.log.WithError(err).Error("resync: reading records")
+		p.errorOnce(err, "resync: reading records")
 	}
 	p.opts.Metrics.SetAttachments(live)
 	for _, rec := range gone {
@@ -206,6 +206,17 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 	}
 	p.detachRecovered(rec.SandboxID, log)
 	log.WithField("attachments", n).Infof("resync: detached and forgot sandbox (%s)", reason)
+}
+
+// errorOnce logs an error of the periodic resync as an error the first
+// time it is seen, then at debug level: nothing is logged every resync
+// forever.
+func (p *Plugin) errorOnce(err error, msg string) {
+	if _, seen := p.failures.LoadOrStore("error: "+msg+": "+err.Error(), true); seen {
+		p.log.WithError(err).Debug(msg)
+		return
+	}
+	p.log.WithError(err).Error(msg)
 }
 
 // detachFailed logs a sandbox's detach failure as an error the first time

@@ -15,7 +15,7 @@ import (
 	"github.com/nri-netattach/nri-netattach/gate"
 )
 
-// RunPodSandbox attaches the pod's secondary networks (§7). An error fails
+// RunPodSandbox attaches the pod's secondary networks. An error fails
 // the sandbox; kubelet retries it. In pipelined mode it only resolves and
 // validates (bad input still fails the sandbox at once) and starts the
 // attach in the background; the pod's containers are held until it is done
@@ -153,7 +153,7 @@ func podErr(pod *api.PodSandbox, err error) error {
 	return fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
 }
 
-// StopPodSandbox DELs the sandbox's attachments (§8). Errors are logged,
+// StopPodSandbox DELs the sandbox's attachments. Errors are logged,
 // never returned: teardown is never blocked.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	p.teardown(ctx, pod, "stop", func(ctx context.Context, st *state) error {
@@ -162,7 +162,7 @@ func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error 
 	return nil
 }
 
-// RemovePodSandbox DELs what is left and forgets the sandbox (§8).
+// RemovePodSandbox DELs what is left and forgets the sandbox.
 func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	p.teardown(ctx, pod, "remove", func(ctx context.Context, st *state) error {
 		if err := st.mgr.Remove(ctx, pod.GetId()); err != nil {

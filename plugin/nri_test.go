@@ -409,7 +409,7 @@ func TestPeriodicCheckDetachesWhenNetnsGone(t *testing.T) {
 	if err := h.run(pod("sb-vanish", "team-a", "web", netns, "br")); err != nil {
 		t.Fatal(err)
 	}
-	// The runtime tears the sandbox down without telling NRI (§8).
+	// The runtime tears the sandbox down without telling NRI.
 	mustRun(t, "ip", "netns", "del", filepath.Base(netns))
 	deadline := time.Now().Add(5 * time.Second)
 	for {

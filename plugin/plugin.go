@@ -44,7 +44,7 @@ type Options struct {
 	Index string
 	// Socket is the runtime's NRI socket (external mode).
 	Socket string
-	// ResyncInterval is the period of the netns check (§8, §9).
+	// ResyncInterval is the period of the netns check.
 	ResyncInterval time.Duration
 	Log            *logrus.Logger
 	// Metrics, if set, are fed with every attach and detach.
@@ -175,7 +175,7 @@ func (p *Plugin) requestTimeout() time.Duration {
 	return stub.DefaultRequestTimeout
 }
 
-// budget is the time one handler may take (§7.4): attachTimeout when set
+// budget is the time one handler may take: attachTimeout when set
 // and shorter, else the request timeout minus a margin for the reply to
 // reach the runtime: a fifth of it, and at least 250 ms. A plugin that
 // misses the runtime's deadline is dropped and the pod starts without its

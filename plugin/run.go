@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Reconnect backoff (§2.2): quick at first, since a runtime restart takes
+// Reconnect backoff: quick at first, since a runtime restart takes
 // a second or two, and capped so a node without a runtime is not spammed.
 const (
 	minBackoff = 250 * time.Millisecond

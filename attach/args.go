@@ -2,6 +2,7 @@ package attach
 
 import (
 	"encoding/json"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -10,19 +11,21 @@ import (
 	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// prepare builds what CNI ADD and DEL are called with for one attachment
-// (§7.2): the conflist, with the pod's cni-args injected as "args.cni" into
-// every plugin and the device ID as "deviceID"/"pciBusID" (where Multus puts
-// them), CNI_ARGS with the pod's identity and the scalar cni-args, and the
-// capability arguments (deviceID among them).
-func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
-	sel := &att.Selection
-	conf := att.Network.List.Bytes
+// prepare builds what CNI ADD and DEL are called with for one request:
+// the conflist, with the pod's cni-args injected as "args.cni" into every
+// plugin and the kubelet's device as "deviceID"/"pciBusID" (where Multus
+// puts them); CNI_ARGS with the pod's identity first and then the scalar
+// cni-args (never a runtime-owned key: the annotation parser refuses them,
+// and they are skipped here as well); and the capability arguments.
+// devInfoDir is where device-info files live (see deviceInfoFile).
+func prepare(pod *Pod, req *config.Request, devInfoDir string) (Attachment, error) {
+	sel := &req.Selection
+	conf := req.Network.List.Bytes
 	// The device goes where Multus puts it too, for SR-IOV configs written
 	// for Multus that do not declare the deviceID capability.
 	var keys map[string]any
-	if att.DeviceID != "" {
-		keys = map[string]any{"deviceID": att.DeviceID, "pciBusID": att.DeviceID}
+	if req.DeviceID != "" {
+		keys = map[string]any{"deviceID": req.DeviceID, "pciBusID": req.DeviceID}
 	}
 	if len(sel.CNIArgs) > 0 || len(keys) > 0 {
 		var err error
@@ -37,8 +40,13 @@ func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
 		{"K8S_POD_INFRA_CONTAINER_ID", pod.SandboxID},
 		{"K8S_POD_UID", pod.UID},
 	}
-	for k, v := range sel.CNIArgs {
-		if s, ok := scalar(v); ok && !strings.ContainsAny(k+s, ";=") {
+	keysOf := make([]string, 0, len(sel.CNIArgs))
+	for k := range sel.CNIArgs {
+		keysOf = append(keysOf, k)
+	}
+	sort.Strings(keysOf) // the same CNI_ARGS for the same annotation
+	for _, k := range keysOf {
+		if s, ok := scalar(sel.CNIArgs[k]); ok && cniArgsSafe(k, s) {
 			args = append(args, [2]string{k, s})
 		}
 	}
@@ -58,19 +66,40 @@ func prepare(pod *Pod, att *config.Attachment) (Attachment, error) {
 	if sel.Bandwidth != nil {
 		caps["bandwidth"] = sel.Bandwidth
 	}
-	if att.DeviceID != "" {
-		caps["deviceID"] = att.DeviceID
+	deviceID := req.DeviceID
+	if deviceID == "" {
+		deviceID = sel.DeviceID
+	}
+	if deviceID != "" {
+		caps["deviceID"] = deviceID
+		caps[deviceInfoCapability] = deviceInfoFile(devInfoDir, req.Name(), pod.SandboxID, req.IfName)
 	}
 	if len(caps) == 0 {
 		caps = nil
 	}
 	return Attachment{
-		Network:        att.Network.Ref.String(),
-		IfName:         att.IfName,
+		Network:        req.Name(),
+		IfName:         req.IfName,
 		Config:         conf,
 		CNIArgs:        args,
 		CapabilityArgs: caps,
 	}, nil
+}
+
+// cniArgsSafe tells whether a cni-args pair can go into CNI_ARGS: a key
+// the runtime does not own, and neither part able to start another pair
+// (';', '=') or end the variable (NUL, control characters). Pairs that
+// cannot still reach the plugins in args.cni.
+func cniArgsSafe(k, v string) bool {
+	if k == "" || config.RuntimeOwnedArg(k) || strings.ContainsAny(k, ";=") || strings.Contains(v, ";") {
+		return false
+	}
+	for _, c := range []byte(k + v) {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return !strings.Contains(v, "=")
 }
 
 // runtimeConf is the libcni RuntimeConf of an attachment.

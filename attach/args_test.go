@@ -19,11 +19,11 @@ func TestPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Ref = config.Ref{Namespace: "team-a", Name: "vf"}
-	att := config.Attachment{Network: n, IfName: "net1", DeviceID: "0000:3b:02.1",
+	att := config.Request{Network: n, IfName: "net1", DeviceID: "0000:3b:02.1",
 		Selection: config.Selection{Name: "vf", IPs: []string{"10.1.0.5/24"}, MAC: "02:00:00:00:00:01",
 			CNIArgs: map[string]any{"vlan": "100", "trust": true, "nested": map[string]any{"a": 1.0}, "bad;key": "x"}}}
 	pod := Pod{SandboxID: "sb1", Namespace: "team-a", Name: "db", UID: "uid1"}
-	a, err := prepare(&pod, &att)
+	a, err := prepare(&pod, &att, "/devinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +65,8 @@ func TestPrepare(t *testing.T) {
 	}
 
 	// Nothing to inject: the definition's bytes as they are.
-	plain := config.Attachment{Network: n, IfName: "net2", Selection: config.Selection{Name: "vf"}}
-	b, err := prepare(&pod, &plain)
+	plain := config.Request{Network: n, IfName: "net2", Selection: config.Selection{Name: "vf"}}
+	b, err := prepare(&pod, &plain, "/devinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

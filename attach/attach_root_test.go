@@ -35,8 +35,8 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) att(n *config.Network, ifname string) config.Attachment {
-	return config.Attachment{Selection: config.Selection{Name: n.Ref.Name}, Network: n, IfName: ifname}
+func (f *fixture) att(n *config.Network, ifname string) config.Request {
+	return config.Request{Selection: config.Selection{Name: n.Ref.Name}, Network: n, IfName: ifname}
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -53,7 +53,7 @@ func TestAttachTwoNetworksAndDetach(t *testing.T) {
 	mv := network(t, f.bin, "mv", macvlanConf("mv", parent, "10.201.0.0/24", f.data))
 	bn := network(t, f.bin, "br", bridgeConf("br", br, "10.202.0.0/24", f.data))
 
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{f.att(mv, "net1"), f.att(bn, "net2")}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{f.att(mv, "net1"), f.att(bn, "net2")}); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	names := linkNames(t, f.netns)
@@ -126,7 +126,7 @@ func TestRollbackWhenSecondFails(t *testing.T) {
 	// host-local allocates, then macvlan fails: its master does not exist.
 	bad := network(t, f.bin, "bad", macvlanConf("bad", "nosuchlink0", "10.204.0.0/24", f.data))
 
-	_, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{f.att(bn, "net1"), f.att(bad, "net2")})
+	_, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{f.att(bn, "net1"), f.att(bad, "net2")})
 	if err == nil {
 		t.Fatal("Attach succeeded; want the second network to fail")
 	}
@@ -163,7 +163,7 @@ func TestDetachAfterDefinitionDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{f.att(n, "net1")}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{f.att(n, "net1")}); err != nil {
 		t.Fatal(err)
 	}
 	// The definition goes away, and the parent is reused for something else:
@@ -186,7 +186,7 @@ func TestRemoveWithNetnsGone(t *testing.T) {
 	f := newFixture(t)
 	parent := newVethParent(t)
 	mv := network(t, f.bin, "mv", macvlanConf("mv", parent, "10.206.0.0/24", f.data))
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{f.att(mv, "net1")}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{f.att(mv, "net1")}); err != nil {
 		t.Fatal(err)
 	}
 	run(t, "ip", "netns", "del", filepath.Base(f.netns))
@@ -213,7 +213,7 @@ func TestHungPluginIsKilledAndRolledBack(t *testing.T) {
 	hung := network(t, f.bin, "hung", `{"cniVersion":"1.0.0","name":"hung","plugins":[{"type":"e2e-sleep","sleepMs":60000}]}`)
 
 	start := time.Now()
-	_, err := f.m.Attach(ctxFor(t, 1500*time.Millisecond), f.pod, []config.Attachment{f.att(bn, "net1"), f.att(hung, "net2")})
+	_, err := f.m.Attach(ctxFor(t, 1500*time.Millisecond), f.pod, []config.Request{f.att(bn, "net1"), f.att(hung, "net2")})
 	elapsed := time.Since(start)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "network hung (interface net2): timed out") {
 		t.Fatalf("Attach error = %v; want a timeout naming network hung and net2", err)
@@ -239,7 +239,7 @@ func TestDefaultRoute(t *testing.T) {
 	bn := network(t, f.bin, "br", bridgeConf("br", br, "10.208.0.0/24", f.data))
 	a := f.att(bn, "net1")
 	a.Selection.DefaultRoute = []string{"10.208.0.1"}
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{a}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{a}); err != nil {
 		t.Fatal(err)
 	}
 	defer f.m.Remove(ctxFor(t, 10*time.Second), f.pod.SandboxID)
@@ -250,7 +250,9 @@ func TestDefaultRoute(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(f.status, f.pod.UID+".json"))
 	var status []NetworkStatus
 	_ = json.Unmarshal(data, &status)
-	if len(status) != 2 || status[0].Default || !status[1].Default {
+	// As with Multus, "default" stays on the runtime's network: it names
+	// the cluster network, not the one holding the default route.
+	if len(status) != 2 || !status[0].Default || status[1].Default {
 		t.Errorf("status defaults wrong:\n%s", data)
 	}
 }
@@ -281,7 +283,7 @@ func TestConcurrentOperations(t *testing.T) {
 				ctx := ctxFor(t, 20*time.Second)
 				switch op {
 				case "attach":
-					_, _ = f.m.Attach(ctx, p, []config.Attachment{f.att(bn, "net1")})
+					_, _ = f.m.Attach(ctx, p, []config.Request{f.att(bn, "net1")})
 				case "detach":
 					_ = f.m.Detach(ctx, p.SandboxID)
 				case "remove":
@@ -332,7 +334,7 @@ func TestStaticIPsAndMAC(t *testing.T) {
 	a := f.att(pinned, "pin0")
 	a.Selection.IPs = []string{"10.210.0.42/24"}
 	a.Selection.MAC = "02:00:00:aa:bb:cc"
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{a}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{a}); err != nil {
 		t.Fatal(err)
 	}
 	out := run(t, "ip", "-n", filepath.Base(f.netns), "addr", "show", "pin0")

@@ -17,7 +17,7 @@ func TestUnreadableRecordsAreHealedOnce(t *testing.T) {
 	br := randName("nnb")
 	deleteLinkOnCleanup(t, br)
 	bn := network(t, f.bin, "br", bridgeConf("br", br, "10.209.0.0/24", f.data))
-	atts := []config.Attachment{f.att(bn, "net1")}
+	atts := []config.Request{f.att(bn, "net1")}
 	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, atts); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestRollBackOfAnUnfinishedAttach(t *testing.T) {
 	br := randName("nnb")
 	deleteLinkOnCleanup(t, br)
 	bn := network(t, f.bin, "br", bridgeConf("br", br, "10.210.0.0/24", f.data))
-	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Attachment{f.att(bn, "net1")}); err != nil {
+	if _, err := f.m.Attach(ctxFor(t, 10*time.Second), f.pod, []config.Request{f.att(bn, "net1")}); err != nil {
 		t.Fatal(err)
 	}
 	// As a plugin killed between the ADD and the final write leaves it.

@@ -3,7 +3,9 @@
 // failure, DELs them in reverse at teardown, and keeps the records, the
 // libcni result cache and the network-status file that make this survive
 // restarts. It knows nothing of NRI: it is given a Pod and a list of
-// config.Attachment.
+// config.Request, and records each as an Attachment. CNI plugins run
+// through an invoke.Exec (the real one by default), so that everything but
+// the processes themselves is tested without root.
 package attach
 
 import (
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/gate"
@@ -32,10 +35,13 @@ type Pod struct {
 	NetNS string
 	// IPs are the primary network's addresses, from the runtime.
 	IPs []string
-	// PrimaryInterface and PrimaryMAC describe the runtime's own interface
-	// (eth0) for the status file.
+	// PrimaryInterface, PrimaryMAC, PrimaryMTU and PrimaryGateways (of its
+	// default routes) describe the runtime's own interface for the status
+	// file.
 	PrimaryInterface string
 	PrimaryMAC       string
+	PrimaryMTU       int
+	PrimaryGateways  []string
 }
 
 // Options configure a Manager.
@@ -53,6 +59,15 @@ type Options struct {
 	// replacing it: it is bind-mounted into containers, and a replaced file
 	// would leave them the old inode.
 	StatusInPlace bool
+	// Exec runs CNI plugins; nil is the real one (a process group per
+	// plugin, killed whole at the deadline). Tests give a fake.
+	Exec invoke.Exec
+	// PrimaryNetworkName names the runtime's own network in the status
+	// file (config.DefaultPrimaryNetworkName when empty).
+	PrimaryNetworkName string
+	// DeviceInfoDir holds device-info files (config.DefaultDeviceInfoDir
+	// when empty).
+	DeviceInfoDir string
 }
 
 // Observer hears the outcome of every CNI ADD and DEL, by network (for
@@ -77,6 +92,9 @@ type Manager struct {
 	inPlace   bool
 	locks     KeyedMutex
 	observer  Observer
+	// primaryName and devInfoDir: see Options.
+	primaryName string
+	devInfoDir  string
 
 	// owners maps a pod UID to the sandbox that last wrote its status file
 	// (a pod's sandbox may be recreated); empty after a restart.
@@ -103,24 +121,36 @@ func New(o Options) (*Manager, error) {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.Exec == nil {
+		o.Exec = pluginExec{}
+	}
+	if o.PrimaryNetworkName == "" {
+		o.PrimaryNetworkName = config.DefaultPrimaryNetworkName
+	}
+	if o.DeviceInfoDir == "" {
+		o.DeviceInfoDir = config.DefaultDeviceInfoDir
+	}
 	return &Manager{
-		cni:       libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, cacheDir, pluginExec{}),
-		recs:      records{dir: recDir},
-		statusDir: o.StatusDir,
-		stateDir:  o.StateDir,
-		inPlace:   o.StatusInPlace,
-		observer:  o.Observer,
-		owners:    map[string]string{},
+		primaryName: o.PrimaryNetworkName,
+		devInfoDir:  o.DeviceInfoDir,
+		cni:         libcni.NewCNIConfigWithCacheDir(o.CNIBinDirs, cacheDir, o.Exec),
+		recs:        records{dir: recDir},
+		statusDir:   o.StatusDir,
+		stateDir:    o.StateDir,
+		inPlace:     o.StatusInPlace,
+		observer:    o.Observer,
+		owners:      map[string]string{},
 	}, nil
 }
 
-// Attach adds atts to the pod, in order (§7). If any step fails, what was
-// added is DELeted in reverse and the error names the network and the
-// interface. ctx's deadline bounds everything: a third of the time left is
+// Attach adds reqs to the pod, in order, and writes its status file (also
+// when reqs is empty: every pod on a network has one). If any step fails,
+// what was added is DELeted in reverse and the error names the network and
+// the interface. ctx's deadline bounds everything: a third of the time left is
 // kept for the rollback, so that a hung plugin is killed and rolled back
 // before the deadline. A record left by an interrupted attach of the same
 // sandbox is cleaned up first.
-func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment) (Stats, error) {
+func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (Stats, error) {
 	defer m.locks.Lock(pod.SandboxID)()
 	start := time.Now()
 	var cniTime atomic.Int64
@@ -142,59 +172,64 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, atts []config.Attachment)
 			return stats(), err
 		}
 	}
-	if len(atts) == 0 {
-		return stats(), nil
-	}
-
 	rec := &Record{
 		SandboxID: pod.SandboxID, Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 		NetNS: pod.NetNS, State: StateAttaching, Created: time.Now().UTC(),
 	}
-	for i := range atts {
-		a, err := prepare(&pod, &atts[i])
+	for i := range reqs {
+		a, err := prepare(&pod, &reqs[i], m.devInfoDir)
 		if err != nil {
-			return stats(), fmt.Errorf("%s: %w", atts[i].Label(), err)
+			return stats(), fmt.Errorf("%s: %w", reqs[i].Label(), err)
 		}
 		rec.Attachments = append(rec.Attachments, a)
 	}
-	if err := m.recs.putDurable(rec); err != nil {
-		return stats(), fmt.Errorf("writing record: %w", err)
+	if len(reqs) > 0 {
+		if err := m.recs.putDurable(rec); err != nil {
+			return stats(), fmt.Errorf("writing record: %w", err)
+		}
 	}
 
-	for i := range rec.Attachments {
-		if err := m.add(addCtx, rec, i, &atts[i]); err != nil {
-			return stats(), m.rollback(rollbackCtx, rec, i, err)
+	// From here on, a failure rolls back every attachment added so far:
+	// up to index added.
+	added := -1
+	fail := func(err error) (Stats, error) { return stats(), m.rollback(rollbackCtx, rec, added, err) }
+	for i := range reqs {
+		if err := m.add(addCtx, rec, &reqs[i], &rec.Attachments[i]); err != nil {
+			return fail(err)
 		}
+		added = i
 	}
-	for i := range atts {
-		gws := atts[i].Selection.DefaultRoute
-		if len(gws) == 0 {
-			continue
+	for i := range reqs {
+		if gws := reqs[i].Selection.DefaultRoute; len(gws) > 0 {
+			if err := setDefaultRoute(pod.NetNS, reqs[i].IfName, gws); err != nil {
+				return fail(fmt.Errorf("%s: %w", reqs[i].Label(), err))
+			}
 		}
-		if err := setDefaultRoute(pod.NetNS, atts[i].IfName, gws); err != nil {
-			err = fmt.Errorf("%s: %w", atts[i].Label(), err)
-			return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, err)
-		}
-		rec.Attachments[i].Status.Default = true
 	}
 	if err := m.writeStatus(&pod, rec.Attachments); err != nil {
-		return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, fmt.Errorf("writing status file: %w", err))
+		return fail(fmt.Errorf("writing status file: %w", err))
 	}
 	rec.State = StateAttached
 	if err := m.recs.put(rec); err != nil {
-		return stats(), m.rollback(rollbackCtx, rec, len(atts)-1, fmt.Errorf("writing record: %w", err))
+		return fail(fmt.Errorf("writing record: %w", err))
 	}
 	return stats(), nil
 }
 
-// add runs CNI ADD for attachment i and records its status.
-func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attachment) error {
-	a := &rec.Attachments[i]
-	list := att.Network.List
+// add runs CNI ADD for a request, prepared as a, and records a's status
+// entries.
+func (m *Manager) add(ctx context.Context, rec *Record, req *config.Request, a *Attachment) error {
+	list := req.Network.List
 	if string(a.Config) != string(list.Bytes) { // cni-args or a device injected
 		var err error
 		if list, err = libcni.ConfListFromBytes(a.Config); err != nil {
-			return fmt.Errorf("%s: %w", att.Label(), err)
+			return &Error{Network: a.Network, Interface: a.IfName, What: "invalid configuration", Err: err}
+		}
+	}
+	devInfo, _ := a.CapabilityArgs[deviceInfoCapability].(string)
+	if devInfo != "" && req.Network.Resource != "" && req.DeviceID != "" {
+		if err := copyDevicePluginInfo(m.devInfoDir, req.Network.Resource, req.DeviceID, devInfo); err != nil {
+			return &Error{Network: a.Network, Interface: a.IfName, What: "device-info", Err: err}
 		}
 	}
 	res, err := m.cni.AddNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, rec.NetNS))
@@ -204,20 +239,27 @@ func (m *Manager) add(ctx context.Context, rec *Record, i int, att *config.Attac
 		if errors.Is(err, context.DeadlineExceeded) {
 			what = "timed out"
 		}
-		return &Error{Network: att.Selection.Ref().String(), Interface: att.IfName, What: what, Err: err}
+		return &Error{Network: a.Network, Interface: a.IfName, What: what, Err: err}
 	}
-	a.Status, err = statusFromResult(a.Network, a.IfName, res)
-	if err != nil {
-		return fmt.Errorf("%s: %w", att.Label(), err)
+	var dev *DeviceInfo
+	if devInfo != "" {
+		if dev, err = loadDeviceInfo(devInfo); err != nil {
+			return &Error{Network: a.Network, Interface: a.IfName, What: "device-info", Err: err}
+		}
+	}
+	if a.Statuses, err = statusesFromResult(a.Network, res, dev); err != nil {
+		return &Error{Network: a.Network, Interface: a.IfName, What: "CNI result", Err: err}
 	}
 	return nil
 }
 
 // rollback DELs attachments last..0 after cause, and returns cause, with
 // the rollback's own failures if any. Attachments whose DEL failed stay
-// recorded: teardown and resync retry them.
+// recorded: teardown and resync retry them. The attachment whose ADD
+// failed is DELeted too (last is the one before it): a plugin may have
+// left something behind (CNI asks runtimes to DEL after a failed ADD).
 func (m *Manager) rollback(ctx context.Context, rec *Record, last int, cause error) error {
-	rec.Attachments = rec.Attachments[:last+1]
+	rec.Attachments = rec.Attachments[:min(last+2, len(rec.Attachments))]
 	if err := m.detachLocked(ctx, rec); err != nil {
 		return errors.Join(cause, fmt.Errorf("rollback incomplete, retried at teardown: %w", err))
 	}
@@ -311,6 +353,9 @@ func (m *Manager) delOne(ctx context.Context, rec *Record, a *Attachment) error 
 	}
 	err = m.cni.DelNetworkList(ctx, list, a.runtimeConf(rec.SandboxID, netns))
 	m.observer.Deleted(a.Network, err)
+	if err == nil {
+		err = removeDeviceInfo(m.devInfoDir, a)
+	}
 	return err
 }
 

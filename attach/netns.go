@@ -16,6 +16,9 @@ import (
 type Link struct {
 	Name string
 	MAC  string
+	MTU  int
+	// Gateways are those of the default routes through the link.
+	Gateways []string
 }
 
 // InspectNetNS lists the interfaces in the network namespace at path. It
@@ -31,10 +34,20 @@ func InspectNetNS(path string) ([]Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing links in netns %s: %w", path, err)
 	}
+	routes, err := h.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing routes in netns %s: %w", path, err)
+	}
 	out := make([]Link, 0, len(links))
 	for _, l := range links {
 		a := l.Attrs()
-		out = append(out, Link{Name: a.Name, MAC: a.HardwareAddr.String()})
+		link := Link{Name: a.Name, MAC: a.HardwareAddr.String(), MTU: a.MTU}
+		for _, r := range routes {
+			if ones, _ := maskOf(r.Dst); ones == 0 && r.LinkIndex == a.Index && r.Gw != nil {
+				link.Gateways = append(link.Gateways, r.Gw.String())
+			}
+		}
+		out = append(out, link)
 	}
 	return out, nil
 }

@@ -42,16 +42,17 @@ type Record struct {
 
 // Attachment is one network attachment of a sandbox.
 type Attachment struct {
-	// Network is the reference the pod used (NAME or NAMESPACE/NAME).
+	// Network is the network's name (config.Request.Name: NAME for a
+	// global network, NAMESPACE/NAME for a namespaced one).
 	Network string `json:"network"`
 	IfName  string `json:"ifName"`
 	// Config is the conflist exactly as given to libcni.
 	Config         json.RawMessage `json:"config"`
 	CNIArgs        [][2]string     `json:"cniArgs,omitempty"`
 	CapabilityArgs map[string]any  `json:"capabilityArgs,omitempty"`
-	// Status is the attachment's entry in the network-status file, set
-	// once it is attached.
-	Status *NetworkStatus `json:"status,omitempty"`
+	// Statuses are the attachment's entries in the network-status file
+	// (one per pod interface of its CNI result), set once it is attached.
+	Statuses []NetworkStatus `json:"statuses,omitempty"`
 }
 
 // PodName returns NAMESPACE/NAME.

@@ -16,7 +16,9 @@ func TestParseAnnotationShortForm(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "empty", in: ""},
-		{name: "blank", in: "  \t\n "},
+		// Multus takes a value of only whitespace as a network without a
+		// name, which it cannot find: the pod fails.
+		{name: "blank", in: "  \t\n ", wantErr: []string{"only whitespace"}},
 		{name: "one name", in: "a", want: []Selection{{Name: "a"}}},
 		{name: "two names", in: "a,b", want: []Selection{{Name: "a"}, {Name: "b"}}},
 		{
@@ -34,13 +36,15 @@ func TestParseAnnotationShortForm(t *testing.T) {
 			in:   "a,a",
 			want: []Selection{{Name: "a"}, {Name: "a"}},
 		},
-		{name: "empty interface", in: "a@", wantErr: []string{`"a@"`, "empty interface"}},
+		// Multus: an empty interface after '@' means no interface requested.
+		{name: "empty interface", in: "a@", want: []Selection{{Name: "a"}}},
 		{name: "empty element in the middle", in: "a,,b", wantErr: []string{"element 2", "empty"}},
 		{name: "trailing comma", in: "a,", wantErr: []string{"element 2", "empty"}},
 		{name: "leading comma", in: ",a", wantErr: []string{"element 1", "empty"}},
 		{name: "space in interface", in: "a@eth 0", wantErr: []string{`"eth 0"`}},
 		{name: "interface too long", in: "a@abcdefghijklmnop", wantErr: []string{"abcdefghijklmnop"}},
-		{name: "slash in interface", in: "a@x/y", wantErr: []string{`"x/y"`}},
+		// Multus splits at '/' first: "a@x" is then a namespace, refused.
+		{name: "slash in interface", in: "a@x/y", wantErr: []string{`"a@x"`, "namespace"}},
 		{name: "upper-case name", in: "A", wantErr: []string{`"A"`, "element 1"}},
 		{name: "second element bad", in: "a,b_c", wantErr: []string{"element 2", `"b_c"`}},
 		{name: "path in name", in: "../etc", wantErr: []string{`".."`}},
@@ -134,28 +138,25 @@ func TestParseAnnotationJSONForm(t *testing.T) {
 			in:   `[{"name":"a","portMappings":[{"hostPort":0,"containerPort":65535}]}]`,
 			want: []Selection{{Name: "a", PortMappings: []PortMapping{{ContainerPort: 65535}}}},
 		},
-		{name: "unknown field", in: `[{"name":"a","interfaceName":"x"}]`, wantErr: []string{`"interfaceName"`}},
-		{name: "unknown nested field", in: `[{"name":"a","bandwidth":{"rate":1}}]`, wantErr: []string{`"rate"`}},
+		// Multus ignores unknown keys; they are listed for a warning.
+		{name: "unknown field", in: `[{"name":"a","interfaceName":"x"}]`, want: []Selection{{Name: "a", Ignored: []string{"interfaceName"}}}},
+		{name: "unknown nested field", in: `[{"name":"a","bandwidth":{"rate":1}}]`, want: []Selection{{Name: "a", Bandwidth: &Bandwidth{}}}},
 		{name: "single object, not a list", in: `{"name":"a"}`, wantErr: []string{"list"}},
 		{name: "string, not a list", in: `"a"`, wantErr: []string{"list"}},
-		{name: "list of strings", in: `["a"]`, wantErr: []string{"not a valid JSON list"}},
+		{name: "list of strings", in: `["a"]`, wantErr: []string{"element 1 is not a JSON object"}},
 		{name: "null element", in: `[null]`, wantErr: []string{"element 1", "empty"}},
-		{name: "trailing list", in: `[{"name":"a"}] [{"name":"b"}]`, wantErr: []string{"trailing"}},
-		{name: "trailing garbage", in: `[{"name":"a"}] x`, wantErr: []string{"trailing"}},
-		{name: "trailing comma", in: `[{"name":"a"}],`, wantErr: []string{"trailing"}},
+		{name: "trailing list", in: `[{"name":"a"}] [{"name":"b"}]`, wantErr: []string{"not a valid JSON list"}},
+		{name: "trailing garbage", in: `[{"name":"a"}] x`, wantErr: []string{"not a valid JSON list"}},
+		{name: "trailing comma", in: `[{"name":"a"}],`, wantErr: []string{"not a valid JSON list"}},
 		{
-			// BUG: annotation.go parseJSONAnnotation uses dec.More() to look
-			// for trailing data, but More() returns false when the next
-			// byte is ']' or '}', so `[...]]` and `[...]}` are accepted.
 			name:    "trailing close bracket",
 			in:      `[{"name":"a"}]]`,
-			wantErr: []string{"trailing"},
+			wantErr: []string{"not a valid JSON list"},
 		},
 		{
-			// BUG: same as above, with '}'.
 			name:    "trailing close brace",
 			in:      `[{"name":"a"}]}`,
-			wantErr: []string{"trailing"},
+			wantErr: []string{"not a valid JSON list"},
 		},
 		{name: "truncated", in: `[{"name":"a"}`, wantErr: []string{"not a valid JSON list"}},
 		{name: "missing name", in: `[{"interface":"net1"}]`, wantErr: []string{"element 1", "empty"}},
@@ -164,7 +165,9 @@ func TestParseAnnotationJSONForm(t *testing.T) {
 		{name: "bad namespace", in: `[{"name":"a","namespace":"../x"}]`, wantErr: []string{`"../x"`}},
 		{name: "bad interface", in: `[{"name":"a","interface":"a:b"}]`, wantErr: []string{`"a:b"`}},
 		{name: "bad CIDR", in: `[{"name":"a","ips":["10.1.2.3/24","10.1.2.300/24"]}]`, wantErr: []string{`"10.1.2.300/24"`, "ips"}},
-		{name: "IP without prefix", in: `[{"name":"a","ips":["10.1.2.3"]}]`, wantErr: []string{`"10.1.2.3"`, "ips"}},
+		// The prefix length is optional, as with Multus.
+		{name: "IP without prefix", in: `[{"name":"a","ips":["10.1.2.3"]}]`, want: []Selection{{Name: "a", IPs: []string{"10.1.2.3"}}}},
+		{name: "bad IP without prefix", in: `[{"name":"a","ips":["10.1.2.300"]}]`, wantErr: []string{`"10.1.2.300"`, "ips"}},
 		{name: "bad mac", in: `[{"name":"a","mac":"02:00:00:00:00"}]`, wantErr: []string{`"02:00:00:00:00"`, "mac"}},
 		{name: "bad gateway", in: `[{"name":"a","default-route":["10.1.2.256"]}]`, wantErr: []string{`"10.1.2.256"`, "default-route"}},
 		{name: "gateway as CIDR", in: `[{"name":"a","default-route":["10.1.2.1/24"]}]`, wantErr: []string{`"10.1.2.1/24"`}},

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/utils"
 	"sigs.k8s.io/yaml"
 )
 
@@ -30,6 +31,23 @@ const (
 	DefaultAnnotation  = "k8s.v1.cni.cncf.io/networks"
 	// DefaultPodResourcesSocket is the kubelet's PodResources API.
 	DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+	// DefaultPrimaryNetworkName names the runtime's own network in the
+	// status file when primaryNetworkName is not set.
+	DefaultPrimaryNetworkName = "primary"
+	// DefaultDeviceInfoDir is where device plugins and CNI plugins leave
+	// device-info files (the Network Plumbing Working Group's device-info
+	// specification fixes this path).
+	DefaultDeviceInfoDir = "/var/run/k8s.cni.cncf.io/devinfo"
+)
+
+// Default namespace switches, as Multus has them.
+var (
+	// DefaultGlobalNamespaces are the namespaces whose networks every pod
+	// may use under namespace isolation.
+	DefaultGlobalNamespaces = []string{"default"}
+	// DefaultSystemNamespaces are the namespaces whose pods get no
+	// default networks.
+	DefaultSystemNamespaces = []string{"kube-system"}
 )
 
 // Attach modes (attachMode).
@@ -68,6 +86,50 @@ type Config struct {
 	// PodResourcesSocket is the kubelet's PodResources API, asked for the
 	// devices of networks that name a device-plugin resource.
 	PodResourcesSocket string `json:"podResourcesSocket,omitempty"`
+	// NamespaceIsolation (default true) limits the networks a pod may name
+	// with NAMESPACE/NAME to its own namespace and GlobalNamespaces; false
+	// allows any namespace. Multus's switch of the same name.
+	NamespaceIsolation *bool `json:"namespaceIsolation,omitempty"`
+	// GlobalNamespaces are the namespaces whose networks every pod may use
+	// under namespace isolation (Multus's globalNamespaces).
+	GlobalNamespaces NamespaceList `json:"globalNamespaces,omitempty"`
+	// SystemNamespaces are the namespaces whose pods do not get the
+	// default networks (Multus's systemNamespaces).
+	SystemNamespaces NamespaceList `json:"systemNamespaces,omitempty"`
+	// PrimaryNetworkName is the name of the runtime's own network in the
+	// status file (Multus writes its cluster network's name there).
+	PrimaryNetworkName string `json:"primaryNetworkName,omitempty"`
+	// DeviceInfoDir holds the device-info files of device plugins (dp/)
+	// and CNI plugins (cni/).
+	DeviceInfoDir string `json:"deviceInfoDir,omitempty"`
+}
+
+// Isolated tells whether namespace isolation is on.
+func (c *Config) Isolated() bool { return c.NamespaceIsolation == nil || *c.NamespaceIsolation }
+
+// NamespaceList is a list of namespaces, written as a list or, as in
+// Multus's configuration, as one comma-separated string.
+type NamespaceList []string
+
+// UnmarshalJSON accepts ["a", "b"] and "a, b".
+func (l *NamespaceList) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		out := NamespaceList{}
+		for _, ns := range strings.Split(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				out = append(out, ns)
+			}
+		}
+		*l = out
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("must be a list of namespaces or a comma-separated string")
+	}
+	*l = list
+	return nil
 }
 
 // StatusInContainers configures the status file mount.
@@ -163,6 +225,23 @@ func (c *Config) Default() {
 	if c.PodResourcesSocket == "" {
 		c.PodResourcesSocket = DefaultPodResourcesSocket
 	}
+	if c.NamespaceIsolation == nil {
+		on := true
+		c.NamespaceIsolation = &on
+	}
+	// nil is "not set"; an explicit empty list stays empty.
+	if c.GlobalNamespaces == nil {
+		c.GlobalNamespaces = append(NamespaceList(nil), DefaultGlobalNamespaces...)
+	}
+	if c.SystemNamespaces == nil {
+		c.SystemNamespaces = append(NamespaceList(nil), DefaultSystemNamespaces...)
+	}
+	if c.PrimaryNetworkName == "" {
+		c.PrimaryNetworkName = DefaultPrimaryNetworkName
+	}
+	if c.DeviceInfoDir == "" {
+		c.DeviceInfoDir = DefaultDeviceInfoDir
+	}
 }
 
 // FieldError is one configuration problem, with the path of its field.
@@ -206,6 +285,20 @@ func (c *Config) Validate() error {
 		bad("statusInContainers.path", "must be an absolute path, got %q", c.StatusInContainers.Path)
 	}
 	absDir("podResourcesSocket", c.PodResourcesSocket)
+	absDir("deviceInfoDir", c.DeviceInfoDir)
+	for i, ns := range c.GlobalNamespaces {
+		if err := validateDNSLabel(ns); err != nil {
+			bad(fmt.Sprintf("globalNamespaces[%d]", i), "%v", err)
+		}
+	}
+	for i, ns := range c.SystemNamespaces {
+		if err := validateDNSLabel(ns); err != nil {
+			bad(fmt.Sprintf("systemNamespaces[%d]", i), "%v", err)
+		}
+	}
+	if verr := utils.ValidateNetworkName(c.PrimaryNetworkName); verr != nil {
+		bad("primaryNetworkName", "%s", verr.Msg)
+	}
 	if c.AttachTimeout < 0 {
 		bad("attachTimeout", "must not be negative, got %s", time.Duration(c.AttachTimeout))
 	}

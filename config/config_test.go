@@ -573,3 +573,47 @@ func TestLoadKeepsFieldErrors(t *testing.T) {
 		t.Errorf("field errors through Load = %v, want %v (err %v)", fields, want, err)
 	}
 }
+
+// The namespace switches read as Multus writes them (globalNamespaces as a
+// comma-separated string) and as a list; defaults as Multus's, but with
+// isolation on; every namespace a DNS label.
+func TestNamespaceSwitches(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Isolated() || strings.Join(c.GlobalNamespaces, ",") != "default" || strings.Join(c.SystemNamespaces, ",") != "kube-system" ||
+		c.PrimaryNetworkName != "primary" || c.DeviceInfoDir != DefaultDeviceInfoDir {
+		t.Errorf("defaults: %+v", c)
+	}
+	for in, want := range map[string]string{
+		`{"globalNamespaces": "default, shared ,tenant-blue"}`: "default,shared,tenant-blue",
+		`{"globalNamespaces": ["a", "b"]}`:                     "a,b",
+		`{"globalNamespaces": []}`:                             "",
+		"globalNamespaces: \"\"\n":                             "",
+	} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if got := strings.Join(c.GlobalNamespaces, ","); got != want {
+			t.Errorf("%s: globalNamespaces %q, want %q", in, got, want)
+		}
+	}
+	c, err = Parse([]byte("namespaceIsolation: false\n"))
+	if err != nil || c.Isolated() || c.MayUse("a", "b") != nil {
+		t.Errorf("isolation off: %v, %v", c, err)
+	}
+	for in, want := range map[string]string{
+		`{"globalNamespaces": 7}`:              "must be a list of namespaces or a comma-separated string",
+		`{"globalNamespaces": ["Bad_NS"]}`:     "globalNamespaces[0]",
+		`{"systemNamespaces": ["ok", "../x"]}`: "systemNamespaces[1]",
+		`{"primaryNetworkName": "a b"}`:        "primaryNetworkName",
+		`{"deviceInfoDir": "rel"}`:             "deviceInfoDir: must be an absolute path",
+	} {
+		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", in, err, want)
+		}
+	}
+}

@@ -88,15 +88,10 @@ func NewStore(dir string, binDirs []string) *Store {
 func (s *Store) Dir() string { return s.dir }
 
 // Lookup finds the definition a pod in podNamespace refers to with ref:
-// NAMESPACE/NAME must be the pod's own namespace; NAME is looked up in the
-// pod's namespace first, then among the global networks.
+// NAMESPACE/NAME is looked up in that namespace only (whether the pod may
+// use it is Config.MayUse's business); NAME in the pod's namespace first
+// (when podNamespace is not empty), then among the global networks.
 func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
-	if ref.Namespace != "" && ref.Namespace != podNamespace {
-		if podNamespace == "" {
-			return nil, fmt.Errorf("belongs to namespace %s; a pod without a namespace can use global networks only", ref.Namespace)
-		}
-		return nil, fmt.Errorf("belongs to namespace %s, not to the pod's namespace %s", ref.Namespace, podNamespace)
-	}
 	if err := validateDNSLabel(ref.Name); err != nil {
 		return nil, fmt.Errorf("network name: %w", err)
 	}
@@ -112,11 +107,13 @@ func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
 		}
 	}
 	var candidates []Ref
-	if podNamespace != "" {
-		candidates = append(candidates, Ref{Namespace: podNamespace, Name: ref.Name})
-	}
-	if ref.Namespace == "" {
-		candidates = append(candidates, Ref{Name: ref.Name})
+	switch {
+	case ref.Namespace != "":
+		candidates = []Ref{ref}
+	case podNamespace != "":
+		candidates = []Ref{{Namespace: podNamespace, Name: ref.Name}, {Name: ref.Name}}
+	default:
+		candidates = []Ref{{Name: ref.Name}}
 	}
 	for _, c := range candidates {
 		n, err := s.load(c)
@@ -128,6 +125,20 @@ func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
 		}
 	}
 	return nil, &NotFoundError{Ref: ref, Namespace: podNamespace}
+}
+
+// Declares tells whether a plugin of the network declares a CNI
+// capability ("capabilities": {"ips": true}).
+func (n *Network) Declares(capability string) bool {
+	if n.List == nil {
+		return false
+	}
+	for _, p := range n.List.Plugins {
+		if p.Network.Capabilities[capability] {
+			return true
+		}
+	}
+	return false
 }
 
 func isNotFound(err error) bool {

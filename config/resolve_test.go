@@ -38,29 +38,28 @@ func TestAssignInterfaces(t *testing.T) {
 		{name: "nothing", sels: nil, existing: podNetns, want: []string{}},
 		{name: "auto", sels: sels("a", "b"), existing: podNetns, want: []string{"net1", "net2"}},
 		{name: "auto, no existing interfaces", sels: sels("a", "b", "c"), want: []string{"net1", "net2", "net3"}},
-		{name: "skip existing net1", sels: sels("a", "b"), existing: []string{"lo", "eth0", "net1"}, want: []string{"net2", "net3"}},
-		{name: "skip existing net2", sels: sels("a", "b"), existing: []string{"lo", "eth0", "net2"}, want: []string{"net1", "net3"}},
+		// Multus numbers by position and never skips: a name taken in the
+		// netns or by another element is refused.
+		{name: "existing net1 refused", sels: sels("a", "b"), existing: []string{"lo", "eth0", "net1"}, wantErr: []string{"network a", "net1", "already exists"}},
 		{
-			// Requested names are reserved for the whole list, also against
-			// elements that come before them.
-			name: "requested net1 later in the list",
+			name: "requested net1 collides with the numbered first element",
 			sels: sels("a", "b@net1", "c"), existing: podNetns,
-			want: []string{"net2", "net1", "net3"},
+			wantErr: []string{"network b (interface net1)", "network a (numbered by its position 1)"},
 		},
 		{
-			name: "requested net2 later in the list",
+			name: "requested net2 collides with the numbered second element",
 			sels: sels("a", "b", "c@net2"), existing: podNetns,
-			want: []string{"net1", "net3", "net2"},
+			wantErr: []string{"network c (interface net2)", "network b (numbered by its position 2)"},
 		},
 		{
-			name: "requested and existing both skipped",
-			sels: sels("a", "b@net2", "c"), existing: []string{"lo", "eth0", "net1", "net3"},
-			want: []string{"net4", "net2", "net5"},
+			name: "requested name of a later position does not collide",
+			sels: sels("a", "b@net3"), existing: podNetns,
+			want: []string{"net1", "net3"},
 		},
 		{
-			name: "requested names other than netN",
+			name: "requested names other than netN: numbering by position",
 			sels: sels("a@data0", "b", "c@storage"), existing: podNetns,
-			want: []string{"data0", "net1", "storage"},
+			want: []string{"data0", "net2", "storage"},
 		},
 		{
 			name: "same network twice gets two interfaces",
@@ -147,9 +146,11 @@ func TestPodSelections(t *testing.T) {
 		{name: "nothing, nil annotations", want: []Selection{}},
 		{name: "other annotations only", annotations: map[string]string{"x": "a"}, want: []Selection{}},
 		{
-			name:     "defaults only",
-			defaults: []string{"mgmt", "kube-system/storage"},
-			want:     []Selection{{Name: "mgmt"}, {Namespace: "kube-system", Name: "storage"}},
+			name: "defaults only",
+			// team-a's pods may not use kube-system's networks: that default
+			// network is not theirs; default is a global namespace.
+			defaults: []string{"mgmt", "kube-system/storage", "default/shared"},
+			want:     []Selection{{Name: "mgmt", fromDefaults: true}, {Namespace: "default", Name: "shared", fromDefaults: true}},
 		},
 		{
 			name:        "annotated only",
@@ -160,7 +161,7 @@ func TestPodSelections(t *testing.T) {
 			name:        "defaults first, then annotated",
 			defaults:    []string{"mgmt"},
 			annotations: map[string]string{key: `[{"name":"a","interface":"x1"},{"name":"b"}]`},
-			want:        []Selection{{Name: "mgmt"}, {Name: "a", Interface: "x1"}, {Name: "b"}},
+			want:        []Selection{{Name: "mgmt", fromDefaults: true}, {Name: "a", Interface: "x1"}, {Name: "b"}},
 		},
 		{
 			name:        "custom annotation key",
@@ -203,7 +204,7 @@ func TestPodSelections(t *testing.T) {
 			if tt.annotation != "" {
 				c.Annotation = tt.annotation
 			}
-			got, err := c.PodSelections(tt.annotations)
+			got, err := c.PodSelections("team-a", tt.annotations)
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("want an error, got %v", got)
@@ -263,21 +264,21 @@ func TestResolve(t *testing.T) {
 		name      string
 		sels      []Selection
 		existing  []string
-		want      []Attachment
+		want      []Request
 		wantCalls []string
 		wantErr   []string
 		wantIs    error
 		wantNF    bool
 	}{
-		{name: "nothing", sels: nil, want: []Attachment{}, wantCalls: nil},
+		{name: "nothing", sels: nil, want: []Request{}, wantCalls: nil},
 		{
 			name:     "order preserved, interfaces set",
 			sels:     sels("c", "ns1/b@data0", "a"),
 			existing: []string{"lo", "eth0"},
-			want: []Attachment{
+			want: []Request{
 				{Selection: Selection{Name: "c", Interface: "net1"}, Network: netC, IfName: "net1"},
 				{Selection: Selection{Namespace: "ns1", Name: "b", Interface: "data0"}, Network: netB, IfName: "data0"},
-				{Selection: Selection{Name: "a", Interface: "net2"}, Network: netA, IfName: "net2"},
+				{Selection: Selection{Name: "a", Interface: "net3"}, Network: netA, IfName: "net3"},
 			},
 			wantCalls: []string{"ns1:c", "ns1:ns1/b", "ns1:a"},
 		},
@@ -359,13 +360,13 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestAttachmentLabel(t *testing.T) {
+func TestRequestLabel(t *testing.T) {
 	tests := []struct {
-		att  Attachment
+		att  Request
 		want string
 	}{
-		{Attachment{Selection: Selection{Name: "a"}, IfName: "net1"}, "network a (interface net1)"},
-		{Attachment{Selection: Selection{Namespace: "ns", Name: "a"}, IfName: "data0"}, "network ns/a (interface data0)"},
+		{Request{Selection: Selection{Name: "a"}, IfName: "net1"}, "network a (interface net1)"},
+		{Request{Selection: Selection{Namespace: "ns", Name: "a"}, IfName: "data0"}, "network ns/a (interface data0)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
@@ -373,5 +374,45 @@ func TestAttachmentLabel(t *testing.T) {
 				t.Errorf("Label() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// ResolvePod hands the resolved requests to the device assignment and
+// fails the pod with its error; hostNetwork pods reach neither the lookup
+// nor the devices.
+func TestResolvePodDevicesAndHostNetwork(t *testing.T) {
+	lookup := multusWorld(t)
+	c := defaultConfig()
+	pod := Pod{Namespace: "team-a", Name: "p", Annotations: map[string]string{DefaultAnnotation: "sriov-net,macvlan-conf-1@x0"}, Interfaces: []string{"lo", "eth0"}}
+	var seen []string
+	res, err := c.ResolvePod(pod, lookup, func(reqs []Request) error {
+		for i := range reqs {
+			seen = append(seen, reqs[i].Label())
+			if reqs[i].Network.Resource != "" {
+				reqs[i].DeviceID = "0000:3b:02.1"
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, "; ") != "network team-a/sriov-net (interface net1); network team-a/macvlan-conf-1 (interface x0)" {
+		t.Errorf("assign saw %q", seen)
+	}
+	if res.Requests[0].DeviceID != "0000:3b:02.1" {
+		t.Errorf("device not kept: %+v", res.Requests[0])
+	}
+	boom := errors.New("kubelet unreachable")
+	if _, err := c.ResolvePod(pod, lookup, func([]Request) error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("assign error not returned: %v", err)
+	}
+
+	pod.HostNetwork = true
+	pod.Annotations[DefaultNetworkAnnotation] = "x"
+	called := false
+	res, err = c.ResolvePod(pod, func(string, Ref) (*Network, error) { called = true; return nil, nil }, func([]Request) error { called = true; return nil })
+	if err != nil || called || len(res.Requests) != 0 || len(res.Warnings) != 2 {
+		t.Errorf("hostNetwork pod: %+v, %v, lookup or assign called %v", res, err, called)
 	}
 }

@@ -31,7 +31,7 @@ var ErrTooFewDevices = errors.New("more networks draw from this resource than th
 // and not at all when no attachment needs a device; ctx bounds that call.
 // On error no attachment is changed, and the error names the network and
 // the resource (the caller names the pod).
-func Assign(ctx context.Context, src DeviceSource, namespace, name string, atts []config.Attachment) error {
+func Assign(ctx context.Context, src DeviceSource, namespace, name string, atts []config.Request) error {
 	need := map[string]int{} // attachments per resource
 	first := -1
 	for i := range atts {
@@ -79,7 +79,7 @@ func Assign(ctx context.Context, src DeviceSource, namespace, name string, atts 
 }
 
 // resource is the device-plugin resource an attachment draws from, or "".
-func resource(att *config.Attachment) string {
+func resource(att *config.Request) string {
 	if att.Network == nil {
 		return ""
 	}

@@ -46,8 +46,8 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 // att is an attachment of network name on ifname drawing from resource.
-func att(name, ifname, resource string) config.Attachment {
-	return config.Attachment{
+func att(name, ifname, resource string) config.Request {
+	return config.Request{
 		Selection: config.Selection{Name: name},
 		Network:   &config.Network{Ref: config.Ref{Name: name}, Resource: resource},
 		IfName:    ifname,
@@ -143,7 +143,7 @@ func TestGatherAcrossContainers(t *testing.T) {
 
 func TestAssignDistinctDevices(t *testing.T) {
 	srv, c := start(t, fakekubelet.Allocations{podKey: {sriov: {"vf1", "vf0"}, rdma: {"mlx5_0"}}})
-	atts := []config.Attachment{
+	atts := []config.Request{
 		att("sriov-a", "net1", sriov),
 		att("plain", "net2", ""),
 		att("rdma", "net3", rdma),
@@ -166,7 +166,7 @@ func TestAssignDistinctDevices(t *testing.T) {
 
 func TestAssignTooFewDevices(t *testing.T) {
 	_, c := start(t, fakekubelet.Allocations{podKey: {sriov: {"vf0"}}})
-	atts := []config.Attachment{att("sriov-a", "net1", sriov), att("sriov-b", "net2", sriov)}
+	atts := []config.Request{att("sriov-a", "net1", sriov), att("sriov-b", "net2", sriov)}
 	err := Assign(ctxFor(t, time.Second), c, ns, podNm, atts)
 	if !errors.Is(err, ErrTooFewDevices) {
 		t.Errorf("error %v, want ErrTooFewDevices", err)
@@ -179,7 +179,7 @@ func TestAssignTooFewDevices(t *testing.T) {
 
 func TestAssignNoAllocation(t *testing.T) {
 	_, c := start(t, fakekubelet.Allocations{podKey: {rdma: {"mlx5_0"}}})
-	atts := []config.Attachment{att("rdma", "net1", rdma), att("sriov-a", "net2", sriov)}
+	atts := []config.Request{att("rdma", "net1", rdma), att("sriov-a", "net2", sriov)}
 	err := Assign(ctxFor(t, time.Second), c, ns, podNm, atts)
 	if !errors.Is(err, ErrNotAllocated) {
 		t.Errorf("error %v, want ErrNotAllocated", err)
@@ -192,7 +192,7 @@ func TestAssignNoAllocation(t *testing.T) {
 
 func TestAssignPodUnknown(t *testing.T) {
 	_, c := start(t, fakekubelet.Allocations{})
-	err := Assign(ctxFor(t, time.Second), c, ns, podNm, []config.Attachment{att("sriov-a", "net1", sriov)})
+	err := Assign(ctxFor(t, time.Second), c, ns, podNm, []config.Request{att("sriov-a", "net1", sriov)})
 	if !errors.Is(err, ErrPodNotFound) {
 		t.Errorf("error %v, want ErrPodNotFound", err)
 	}
@@ -204,7 +204,7 @@ func TestAssignPodUnknown(t *testing.T) {
 func unreachable(t *testing.T, c *Client, limit time.Duration) error {
 	t.Helper()
 	begin := time.Now()
-	err := Assign(ctxFor(t, time.Second), c, ns, podNm, []config.Attachment{att("sriov-a", "net1", sriov)})
+	err := Assign(ctxFor(t, time.Second), c, ns, podNm, []config.Request{att("sriov-a", "net1", sriov)})
 	took := time.Since(begin)
 	t.Logf("took %s: %v", took, err)
 	mustContain(t, err, "network sriov-a", sriov,
@@ -250,7 +250,7 @@ func TestAssignKubeletHangs(t *testing.T) {
 func TestAssignHonoursDeadline(t *testing.T) {
 	_, c := start(t, fakekubelet.Allocations{podKey: {sriov: {"vf0"}}}, fakekubelet.WithHang())
 	begin := time.Now()
-	err := Assign(ctxFor(t, 300*time.Millisecond), c, ns, podNm, []config.Attachment{att("sriov-a", "net1", sriov)})
+	err := Assign(ctxFor(t, 300*time.Millisecond), c, ns, podNm, []config.Request{att("sriov-a", "net1", sriov)})
 	took := time.Since(begin)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %v, want context.DeadlineExceeded", err)
@@ -270,7 +270,7 @@ func (s *countingSource) Devices(context.Context, string, string) (map[string][]
 
 func TestAssignNoResourceNoCall(t *testing.T) {
 	srv, c := start(t, fakekubelet.Allocations{podKey: {sriov: {"vf0"}}})
-	atts := []config.Attachment{att("plain", "net1", ""), att("other", "net2", ""), {IfName: "net3"}}
+	atts := []config.Request{att("plain", "net1", ""), att("other", "net2", ""), {IfName: "net3"}}
 	if err := Assign(ctxFor(t, time.Second), c, ns, podNm, atts); err != nil {
 		t.Fatal(err)
 	}

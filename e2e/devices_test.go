@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,8 @@ import (
 // SR-IOV VFs); on removal the links are back on the host.
 func TestDevicePluginNetworks(t *testing.T) {
 	kubelet := filepath.Join(t.TempDir(), "kubelet.sock")
-	s := newSuite(t, framework.Options{}, map[string]any{"podResourcesSocket": kubelet})
+	devInfo := t.TempDir()
+	s := newSuite(t, framework.Options{}, map[string]any{"podResourcesSocket": kubelet, "deviceInfoDir": devInfo})
 	suffix := s.env.PrimaryBridge[len(s.env.PrimaryBridge)-3:]
 	vfs := []string{"nnavf0" + suffix, "nnavf1" + suffix, "nnavf2" + suffix}
 	for _, vf := range vfs {
@@ -39,6 +41,16 @@ func TestDevicePluginNetworks(t *testing.T) {
 "plugins":[{"type":"e2e-devmove","capabilities":{"deviceID":true}}]}`, n))
 	}
 
+	// The device plugin's device-info for the first device (the NPWG
+	// device-info file name: RESOURCE-DEVICE-device.json, '/' as '-').
+	dp := filepath.Join(devInfo, "dp", "example.com-vf-"+vfs[0]+"-device.json")
+	if err := os.MkdirAll(filepath.Dir(dp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dp, []byte(`{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:3b:02.1"}}`), 0o444); err != nil {
+		t.Fatal(err)
+	}
+
 	id := s.mustPod("team-a", "db", "vf-a,vf-b@fast0")
 	links := s.links(id)
 	host, _ := framework.HostLinks()
@@ -48,9 +60,17 @@ func TestDevicePluginNetworks(t *testing.T) {
 		t.Fatalf("pod links %v; %s on host %v, %s on host %v: want both devices in the pod", keys(links), vfs[0], vf0OnHost, vfs[1], vf1OnHost)
 	}
 	t.Logf("e2e: pod team-a/db got %s as net1 and %s as fast0 (two networks of one resource, two devices)", vfs[0], vfs[1])
+	st := s.statusFile(s.uid(id))
+	dev, _ := st[1]["device-info"].(map[string]any)
+	pci, _ := dev["pci"].(map[string]any)
+	if len(st) != 3 || st[1]["name"] != "team-a/vf-a" || dev["type"] != "pci" || pci["pci-address"] != "0000:3b:02.1" || st[2]["device-info"] != nil {
+		t.Errorf("status file: %v; want the device plugin's device-info on team-a/vf-a only", st)
+	} else {
+		t.Logf("e2e: status device-info of team-a/vf-a: %v", dev)
+	}
 
 	_, err = s.pod("team-a", "small", "vf-a,vf-b")
-	want := "pod team-a/small: network vf-b (interface net2): resource example.com/vf: more networks draw from this resource than the kubelet allocated"
+	want := "pod team-a/small: network team-a/vf-b (interface net2): resource example.com/vf: more networks draw from this resource than the kubelet allocated"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("two networks, one device: error = %v", err)
 	} else {
@@ -68,6 +88,9 @@ func TestDevicePluginNetworks(t *testing.T) {
 		}
 	}
 	t.Log("e2e: after removal both devices are back on the host")
+	if left, _ := filepath.Glob(filepath.Join(devInfo, "cni", "*")); len(left) != 0 {
+		t.Errorf("CNI device-info files left: %v", left)
+	}
 	s.expectClean("after removal")
 }
 

@@ -7,6 +7,8 @@ if [ "$(id -u)" != 0 ]; then
   echo "make demo needs root (it creates network namespaces and runs containerd)" >&2
   exit 1
 fi
-[ -x bin/nri-netattach ] || make build
-hack/e2e-deps.sh
+if [ -z "${MAKELEVEL:-}" ]; then # make demo has done both already
+  make --no-print-directory build
+  hack/e2e-deps.sh
+fi
 exec go run ./hack/demo --plugin bin/nri-netattach

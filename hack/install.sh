@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs nri-netattach for a node image (contract §2.1):
+# Installs nri-netattach for a node image (the node-image layout):
 #   $DESTDIR/opt/nri/plugins/10-netattach        containerd launches it
 #   $DESTDIR/etc/nri/conf.d/10-netattach.conf    containerd hands it to Configure
 #   $DESTDIR/etc/nri-netattach/networks.d/       an example network

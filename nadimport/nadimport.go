@@ -26,8 +26,8 @@ const (
 )
 
 // multusPrefixes are the annotation prefixes of Multus and the NAD API:
-// whatever is under them, ResourceNameAnnotation aside, may change how
-// Multus attaches the network, and nri-netattach could not honour it.
+// Multus reads none of them on a NAD but ResourceNameAnnotation, so the
+// others are converted with a warning.
 var multusPrefixes = []string{"k8s.v1.cni.cncf.io/", "k8s.cni.cncf.io/"}
 
 // NAD is what the import reads of a NetworkAttachmentDefinition.
@@ -140,7 +140,7 @@ func Convert(n NAD, global bool) (File, error) {
 	if err := checkLabel(n.Name); err != nil {
 		errs = append(errs, fmt.Errorf("metadata.name: %w", err))
 	}
-	resource, err := resourceFrom(n.Annotations)
+	resource, ignored, err := resourceFrom(n.Annotations)
 	errs = append(errs, err)
 	var data []byte
 	if strings.TrimSpace(n.Config) == "" {
@@ -153,7 +153,7 @@ func Convert(n NAD, global bool) (File, error) {
 	if err := errors.Join(errs...); err != nil {
 		return File{}, err
 	}
-	f := File{NAD: n.ID(), Ref: config.Ref{Namespace: n.Namespace, Name: n.Name}, Data: data}
+	f := File{NAD: n.ID(), Ref: config.Ref{Namespace: n.Namespace, Name: n.Name}, Data: data, Ignored: ignored}
 	if global {
 		f.Ref.Namespace = ""
 	}
@@ -172,15 +172,16 @@ func checkLabel(s string) error {
 	return nil
 }
 
-// resourceFrom returns the resource annotation, refusing every other
-// Multus annotation.
-func resourceFrom(annotations map[string]string) (string, error) {
+// resourceFrom returns the resource annotation, and the other Multus
+// annotations, which Multus does not read either.
+func resourceFrom(annotations map[string]string) (string, []string, error) {
 	keys := make([]string, 0, len(annotations))
 	for k := range annotations {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var errs []error
+	var ignored []string
 	for _, k := range keys {
 		if k == ResourceNameAnnotation {
 			if strings.TrimSpace(annotations[k]) == "" {
@@ -190,12 +191,12 @@ func resourceFrom(annotations map[string]string) (string, error) {
 		}
 		for _, p := range multusPrefixes {
 			if strings.HasPrefix(k, p) {
-				errs = append(errs, fmt.Errorf("annotation %s: not supported by nri-netattach (only %s is)", k, ResourceNameAnnotation))
+				ignored = append(ignored, k)
 				break
 			}
 		}
 	}
-	return annotations[ResourceNameAnnotation], errors.Join(errs...)
+	return annotations[ResourceNameAnnotation], ignored, errors.Join(errs...)
 }
 
 // build makes the conflist: a single plugin config becomes
@@ -210,15 +211,20 @@ func build(cfg []byte, nadName, resource string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("spec.config: not a JSON object: %w", err)
 	}
-	var name string
-	if raw, ok := top["name"]; !ok || string(raw) == "null" {
-		return nil, fmt.Errorf("spec.config: name: missing (Multus would name the network %q after the NAD): add \"name\": %q", nadName, nadName)
-	} else if err := json.Unmarshal(raw, &name); err != nil {
-		return nil, fmt.Errorf("spec.config: name: must be a string, got %s", raw)
-	}
 	out, err := parseMembers(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("spec.config: %w", err)
+	}
+	// A config without a name is named after the NAD, as Multus does.
+	var name string
+	if raw, ok := top["name"]; !ok || string(raw) == "null" || string(raw) == `""` {
+		named, err := marshal(nadName)
+		if err != nil {
+			return nil, err
+		}
+		out = out.set("name", named)
+	} else if err := json.Unmarshal(raw, &name); err != nil {
+		return nil, fmt.Errorf("spec.config: name: must be a string, got %s", raw)
 	}
 	if _, isList := top["plugins"]; !isList {
 		var list, plugin members

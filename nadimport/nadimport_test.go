@@ -45,6 +45,9 @@ func wantFaithful(t *testing.T, n NAD, out []byte) {
 	t.Helper()
 	in := generic(t, []byte(n.Config)).(map[string]any)
 	got := generic(t, out).(map[string]any)
+	if name, _ := in["name"].(string); name == "" { // named after the NAD, as Multus does
+		in["name"] = n.Name
+	}
 	if r, ok := n.Annotations[ResourceNameAnnotation]; ok {
 		if got[config.ResourceNameKey] != r {
 			t.Errorf("%s = %v, want %q", config.ResourceNameKey, got[config.ResourceNameKey], r)
@@ -170,10 +173,6 @@ func TestConvertRefuses(t *testing.T) {
 		{"long name", nad("ns", strings.Repeat("a", 64), macvlanList, nil), []string{"metadata.name: must be at most 63 characters"}},
 		{"empty namespace", nad("", "a", macvlanList, nil), []string{"metadata.namespace: must not be empty"}},
 		{"bad namespace", nad("Ns", "a", macvlanList, nil), []string{`metadata.namespace: "Ns" is not a DNS-1123 label`}},
-		{"conflist without name", nad("ns", "a", `{"cniVersion":"1.0.0","plugins":[{"type":"macvlan"}]}`, nil), []string{`spec.config: name: missing (Multus would name the network "a" after the NAD): add "name": "a"`}},
-		{"conflist with null name", nad("ns", "a", `{"name":null,"plugins":[{"type":"macvlan"}]}`, nil), []string{"spec.config: name: missing"}},
-		{"conflist with empty name", nad("ns", "a", `{"name":"","plugins":[{"type":"macvlan"}]}`, nil), []string{"spec.config: name: must be set"}},
-		{"single conf without name", nad("ns", "a", `{"cniVersion":"1.0.0","type":"bridge"}`, nil), []string{"spec.config: name: missing"}},
 		{"name not a string", nad("ns", "a", `{"name":7,"plugins":[{"type":"macvlan"}]}`, nil), []string{"spec.config: name: must be a string, got 7"}},
 		{"name invalid for CNI", nad("ns", "a", `{"name":"my net","plugins":[{"type":"macvlan"}]}`, nil), []string{"spec.config: name: "}},
 		{"no plugins", nad("ns", "a", `{"name":"a","plugins":[]}`, nil), []string{"spec.config: error parsing configuration list: no plugins in list"}},
@@ -181,15 +180,13 @@ func TestConvertRefuses(t *testing.T) {
 		{"plugin without type", nad("ns", "a", `{"name":"a","plugins":[{"master":"eth1"}]}`, nil), []string{"spec.config: failed to parse plugin config 0: error parsing configuration: missing 'type'"}},
 		{"plugin type is a path", nad("ns", "a", `{"name":"a","plugins":[{"type":"../../bin/sh"}]}`, nil), []string{"plugins[0].type: \"../../bin/sh\" is not a plain binary name"}},
 		{"single conf without type", nad("ns", "a", `{"name":"a"}`, nil), []string{"missing 'type'"}},
-		{"unknown Multus annotation", nad("ns", "a", macvlanList, map[string]string{"k8s.v1.cni.cncf.io/networks": "b"}), []string{"annotation k8s.v1.cni.cncf.io/networks: not supported by nri-netattach (only k8s.v1.cni.cncf.io/resourceName is)"}},
-		{"unknown API group annotation", nad("ns", "a", macvlanList, map[string]string{"k8s.cni.cncf.io/whatever": "x"}), []string{"annotation k8s.cni.cncf.io/whatever: not supported"}},
 		{"empty resourceName annotation", nad("ns", "a", macvlanList, map[string]string{ResourceNameAnnotation: ""}), []string{"annotation k8s.v1.cni.cncf.io/resourceName is empty"}},
 		{"resourceName key without annotation", nad("ns", "a", `{"name":"a","resourceName":"intel.com/vf","plugins":[{"type":"sriov"}]}`, nil), []string{`spec.config: resourceName: Multus ignores this key but nri-netattach would allocate devices from it`}},
 		{"resourceName key differs from annotation", nad("ns", "a", `{"name":"a","resourceName":"intel.com/vf","plugins":[{"type":"sriov"}]}`, map[string]string{ResourceNameAnnotation: "intel.com/other"}), []string{`spec.config: resourceName: "intel.com/vf" differs from annotation`}},
 		{"wrong kind", NAD{APIVersion: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "a"}, []string{`apiVersion "v1", kind "ConfigMap": not a k8s.cni.cncf.io/v1 NetworkAttachmentDefinition`}},
 		{"wrong apiVersion", NAD{APIVersion: "k8s.cni.cncf.io/v2", Kind: Kind, Namespace: "ns", Name: "a", Config: macvlanList}, []string{"not a k8s.cni.cncf.io/v1"}},
-		{"several problems", nad("ns", "Bad", "", map[string]string{"k8s.v1.cni.cncf.io/a": "1", "k8s.v1.cni.cncf.io/b": "2"}), []string{
-			`metadata.name: "Bad"`, "annotation k8s.v1.cni.cncf.io/a", "annotation k8s.v1.cni.cncf.io/b", "spec.config is empty"}},
+		{"several problems", nad("ns", "Bad", "", map[string]string{ResourceNameAnnotation: " "}), []string{
+			`metadata.name: "Bad"`, "annotation k8s.v1.cni.cncf.io/resourceName is empty", "spec.config is empty"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,6 +236,12 @@ func TestConvertAccepts(t *testing.T) {
 			"meta.helm.sh/release-name":                        "net",
 		}), "", "mv"},
 		{"values kept byte for byte", nad("ns", "x", `{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"bridge","big":12345678901234567890123,"f":1.50,"e":1e3,"html":"<a&b>","u":"\u00e9\u2028","nested":{"n":null,"l":[true,false,[]],"o":{}}},{"type":"tuning","mtu":9000}],"disableCheck":true,"extra":"kept"}`, nil), "", "x"},
+		// Multus names a network without a name after its NAD: the
+		// quickstart's macvlan-conf has none.
+		{"quickstart macvlan-conf without a name", nad("ns", "macvlan-conf", `{ "cniVersion": "0.3.0", "type": "macvlan", "master": "eth0", "mode": "bridge", "ipam": { "type": "host-local", "subnet": "192.168.1.0/24", "rangeStart": "192.168.1.200", "rangeEnd": "192.168.1.216", "routes": [ { "dst": "0.0.0.0/0" } ], "gateway": "192.168.1.1" } }`, nil), "", "macvlan-conf"},
+		{"conflist without name", nad("ns", "a", `{"cniVersion":"1.0.0","plugins":[{"type":"macvlan"}]}`, nil), "", "a"},
+		{"conflist with null name", nad("ns", "a", `{"name":null,"plugins":[{"type":"macvlan"}]}`, nil), "", "a"},
+		{"conflist with empty name", nad("ns", "a", `{"name":"","plugins":[{"type":"macvlan"}]}`, nil), "", "a"},
 		{"single conf with odd fields", nad("ns", "x", `{"cniVersion":"0.3.1","name":"x","type":"ptp","disableCheck":true,"capabilities":{"portMappings":true},"runtimeConfig":{"a":1},"args":{"cni":{"ips":["10.0.0.2/24"]}},"prevResult":null}`, nil), "", "x"},
 	}
 	for _, tt := range tests {
@@ -353,7 +356,7 @@ func TestGlobal(t *testing.T) {
 		t.Errorf("namespaced path = %s", got)
 	}
 	w := p.Warnings()
-	if len(w) != 1 || !strings.HasPrefix(w[0], `default/shared: imported as global network "shared": pods must refer to it as "shared", not "default/shared"`) {
+	if len(w) != 1 || !strings.HasPrefix(w[0], `default/shared: imported as global network "shared": pods refer to it as "shared" (a NAMESPACE/NAME reference`) {
 		t.Errorf("warnings = %q", w)
 	}
 	if _, err := p.Write(); err != nil {
@@ -603,5 +606,21 @@ func TestOutputKeepsOrder(t *testing.T) {
 	var v map[string]any
 	if err := json.Unmarshal(f.Data, &v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Multus reads no NAD annotation but resourceName: the others are
+// converted, with a warning.
+func TestOtherMultusAnnotationsWarn(t *testing.T) {
+	n := nad("ns", "a", macvlanList, map[string]string{"k8s.v1.cni.cncf.io/networks": "b", "k8s.cni.cncf.io/whatever": "x"})
+	p := NewPlan([]NAD{n}, t.TempDir(), Options{})
+	if len(p.Problems) != 0 || len(p.Files) != 1 {
+		t.Fatalf("problems %v, files %d", p.Problems, len(p.Files))
+	}
+	w := strings.Join(p.Warnings(), "\n")
+	for _, k := range []string{"k8s.v1.cni.cncf.io/networks", "k8s.cni.cncf.io/whatever"} {
+		if !strings.Contains(w, "ns/a: annotation "+k+" ignored, as Multus ignores it") {
+			t.Errorf("warnings %q lack %s", w, k)
+		}
 	}
 }

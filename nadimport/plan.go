@@ -24,6 +24,9 @@ type File struct {
 	Data []byte
 	// Status says what writing it does.
 	Status Status
+	// Ignored lists the NAD's Multus annotations that Multus itself does
+	// not read either (only resourceName is): converted, with a warning.
+	Ignored []string
 }
 
 // Status says what writing a File does to the output directory.
@@ -149,8 +152,11 @@ func (p *Plan) Warnings() []string {
 	var w []string
 	for _, f := range p.Files {
 		if f.Ref.Namespace == "" {
-			w = append(w, fmt.Sprintf("%s: imported as global network %q: pods must refer to it as %q, not %q (nri-netattach accepts NAMESPACE/NAME only for the pod's own namespace, and a pod's namespace may shadow it with its own %s)",
-				f.NAD, f.Ref.Name, f.Ref.Name, f.NAD, f.Ref.Name))
+			w = append(w, fmt.Sprintf("%s: imported as global network %q: pods refer to it as %q (a NAMESPACE/NAME reference is looked up in that namespace; to keep %q working, import the namespace without --global and list it in globalNamespaces)",
+				f.NAD, f.Ref.Name, f.Ref.Name, f.NAD))
+		}
+		for _, k := range f.Ignored {
+			w = append(w, fmt.Sprintf("%s: annotation %s ignored, as Multus ignores it (only %s is read)", f.NAD, k, ResourceNameAnnotation))
 		}
 	}
 	return w

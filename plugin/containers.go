@@ -34,8 +34,9 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 		podLog(p.log, pod).WithField("container", ctr.GetName()).Debug("networks still attaching: container held by the wait-attached hook")
 	}
 	if sic := st.cfg.StatusInContainers; sic != nil {
-		// Only pods with secondary networks have the file (pipelined mode
-		// creates it empty at RunPodSandbox and fills it in place).
+		// Every pod on a network has the file (pipelined mode creates it
+		// empty at RunPodSandbox and fills it in place); hostNetwork pods
+		// have none.
 		src := st.mgr.StatusPath(pod.GetUid())
 		if _, err := os.Stat(src); err == nil {
 			adj.AddMount(&api.Mount{

@@ -35,10 +35,10 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		log.WithError(err).Error("invalid network request; sandbox rejected")
 		return err
 	}
-	if len(atts) == 0 {
+	if ap.SandboxID == "" { // hostNetwork: nothing to attach, no status file
 		return nil
 	}
-	if st.cfg.AttachMode == config.AttachPipelined {
+	if st.cfg.AttachMode == config.AttachPipelined && len(atts) > 0 {
 		if st.cfg.StatusInContainers != nil {
 			if err := st.mgr.PrepareStatus(ap.UID); err != nil {
 				return podErr(pod, err)
@@ -86,16 +86,20 @@ const (
 // attach runs the attach of a resolved pod and logs its outcome: elapsed
 // is the time since start (the handler's entry, in sync mode), cni the
 // part spent in CNI plugin processes. Its error names the pod.
-func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Attachment, log *logrus.Entry, start time.Time) error {
+func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Request, log *logrus.Entry, start time.Time) error {
 	stats, err := st.mgr.Attach(ctx, ap, atts)
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
 	}
 	elapsed := time.Since(start)
+	if len(atts) == 0 { // only the status file: not an attach for the metrics or the log
+		log.WithField("elapsed", elapsed).Debug("status file written; no secondary networks")
+		return nil
+	}
 	p.opts.Metrics.PodAttached(elapsed, stats.CNI)
 	which := make([]string, len(atts))
 	for i := range atts {
-		which[i] = atts[i].Selection.Ref().String() + "@" + atts[i].IfName
+		which[i] = atts[i].Name() + "@" + atts[i].IfName
 	}
 	// This line is also an event for tools (make bench reads it): its
 	// event, elapsed and cni fields are a contract, see AttachedEvent.
@@ -103,50 +107,56 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 	return nil
 }
 
-// resolve works out what the pod asks for before the first CNI call: every
-// definition found, every interface named, every device-plugin device
-// assigned (from the kubelet). A pod that asks for nothing, or is on the
-// host network, gets no attachments and no error.
-func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Attachment, error) {
-	sels, err := st.cfg.PodSelections(pod.GetAnnotations())
-	if err != nil {
-		return attach.Pod{}, nil, err
-	}
+// resolve works out what the pod asks for before the first CNI call
+// (config.ResolvePod does the work, on plain values): every definition
+// found, every interface named, every device-plugin device assigned (from
+// the kubelet). A hostNetwork pod gets nothing and no error; any other pod
+// gets at least its status file.
+func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Request, error) {
 	netns := netnsPath(pod)
-	if netns == "" {
-		if pod.GetAnnotations()[st.cfg.Annotation] != "" {
-			log.Warn("hostNetwork pod carries the networks annotation; nothing attached")
-		}
-		return attach.Pod{}, nil, nil
-	}
-	if len(sels) == 0 {
-		return attach.Pod{}, nil, nil
-	}
-	links, err := attach.InspectNetNS(netns)
-	if err != nil {
-		return attach.Pod{}, nil, err
-	}
+	in := config.Pod{Namespace: pod.GetNamespace(), Name: pod.GetName(), Annotations: pod.GetAnnotations(), HostNetwork: netns == ""}
 	ap := attach.Pod{
 		SandboxID: pod.GetId(), Namespace: pod.GetNamespace(), Name: pod.GetName(),
 		UID: pod.GetUid(), NetNS: netns, IPs: pod.GetIps(),
 	}
-	names := make([]string, len(links))
-	for i, l := range links {
-		names[i] = l.Name
-		if l.Name == "eth0" {
-			ap.PrimaryInterface, ap.PrimaryMAC = l.Name, l.MAC
+	if netns != "" {
+		links, err := attach.InspectNetNS(netns)
+		if err != nil {
+			return attach.Pod{}, nil, err
 		}
-	}
-	atts, err := config.Resolve(pod.GetNamespace(), sels, names, st.store.Lookup)
-	if err != nil {
-		return attach.Pod{}, nil, err
+		// An interrupted attach of this sandbox left a record: Attach DELs
+		// its interfaces first, so they do not count as taken.
+		leftover := map[string]bool{}
+		if rec, _ := st.mgr.Record(pod.GetId()); rec != nil {
+			for _, a := range rec.Attachments {
+				leftover[a.IfName] = true
+			}
+		}
+		for _, l := range links {
+			if !leftover[l.Name] {
+				in.Interfaces = append(in.Interfaces, l.Name)
+			}
+			if l.Name == config.PrimaryInterface {
+				ap.PrimaryInterface, ap.PrimaryMAC, ap.PrimaryMTU, ap.PrimaryGateways = l.Name, l.MAC, l.MTU, l.Gateways
+			}
+		}
 	}
 	// Devices of device-plugin networks (SR-IOV): one kubelet call, only
 	// when a network names a resource.
-	if err := devices.Assign(ctx, st.devices, pod.GetNamespace(), pod.GetName(), atts); err != nil {
+	assign := func(reqs []config.Request) error {
+		return devices.Assign(ctx, st.devices, pod.GetNamespace(), pod.GetName(), reqs)
+	}
+	res, err := st.cfg.ResolvePod(in, st.store.Lookup, assign)
+	if err != nil {
 		return attach.Pod{}, nil, err
 	}
-	return ap, atts, nil
+	for _, w := range res.Warnings {
+		log.Warn(w)
+	}
+	if in.HostNetwork {
+		return attach.Pod{}, nil, nil
+	}
+	return ap, res.Requests, nil
 }
 
 func podErr(pod *api.PodSandbox, err error) error {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -204,11 +205,13 @@ func TestBadInputRejectsSandbox(t *testing.T) {
 	}{
 		{"malformed", `[{"name": "good"`, "pod team-a/web: annotation is not a valid JSON list", false},
 		{"traversal", "../x", `pod team-a/web: annotation element 1: network ../x: namespace: ".." is not a DNS-1123 label`, false},
-		{"unknown field", `[{"name":"good","interfaec":"net1"}]`, `unknown field "interfaec"`, false},
-		{"bad interface", "good@bad/name", "pod team-a/web: annotation element 1: network good (interface bad/name)", false},
+		{"runtime-owned cni-args key", `[{"name":"good","cni-args":{"K8S_POD_NAMESPACE":"kube-system"}}]`, `pod team-a/web: annotation element 1: network good: cni-args: key "K8S_POD_NAMESPACE" is set by the runtime`, false},
+		{"NUL in cni-args", `[{"name":"good","cni-args":{"x":"a\u0000b"}}]`, `pod team-a/web: annotation element 1: network "good": cni-args: control character '\x00' not allowed`, false},
+		{"bad interface", `[{"name":"good","interface":"bad/name"}]`, "pod team-a/web: annotation element 1: network good (interface bad/name)", false},
 		{"unknown network", "nope", "pod team-a/web: network nope (interface net1): no definition of network nope", true},
 		{"eth0 requested", "good@eth0", "pod team-a/web: network good (interface eth0): interface eth0 already exists", true},
-		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret (interface net1): belongs to namespace team-b, not to the pod's namespace team-a", true},
+		{"other namespace", "team-b/secret", "pod team-a/web: network team-b/secret (interface net1): belongs to namespace team-b, and namespaceIsolation lets pods of namespace team-a use only", true},
+		{"ips without the capability", `[{"name":"good","ips":["10.1.1.5"]}]`, `pod team-a/web: network good (interface net1): ips requested, but no plugin of network good declares the "ips" capability`, true},
 		{"binary outside cniBinDirs", "broken", `pod team-a/web: network broken (interface net1): ` + filepath.Join(h.netDir, "broken.conflist") + `: plugins[0].type: "../../bin/sh" is not a plain binary name`, true},
 	}
 	for _, c := range cases {
@@ -491,4 +494,44 @@ func scrape(t *testing.T, m *metrics.Metrics, path string) string {
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 	return rec.Body.String()
+}
+
+// An attach interrupted after its first ADD (the plugin was killed) left a
+// record and an interface: attaching the sandbox again (as the resync does)
+// DELs what the record lists and attaches under the same names, instead of
+// refusing the name the interrupted attach took.
+func TestInterruptedAttachIsRedone(t *testing.T) {
+	h := startPlugin(t, realCNIBin(t), 2*time.Second)
+	h.writeNetwork("", "br", bridgeNet(t, "br", "10.213.0.0/24", h.dataDir))
+	netns := newNetNSWithEth0(t)
+	p := pod("sb-interrupted", "team-a", "web", netns, "br")
+	if err := h.run(p); err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	path := filepath.Join(h.cfg.StateDir, "sandboxes", p.Id+".json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["state"] = attach.StateAttaching
+	data, _ = json.Marshal(rec)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run(p); err != nil {
+		t.Fatalf("attaching again after an interrupted attach: %v", err)
+	}
+	if out := mustRun(t, "ip", "-n", filepath.Base(netns), "-o", "addr", "show", "net1"); !strings.Contains(out, "10.213.0.") {
+		t.Errorf("net1 = %q", out)
+	}
+	if ips := hostLocalIPs(t, h.dataDir, "br"); len(ips) != 1 {
+		t.Errorf("host-local holds %v, want the one address of the new attach", ips)
+	}
+	ctx := context.Background()
+	_ = h.rt.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: p})
+	_ = h.rt.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: p})
 }

@@ -143,7 +143,7 @@ type request struct {
 
 type resolution struct {
 	pod  attach.Pod
-	atts []config.Attachment
+	reqs []config.Request
 }
 
 // startAttach marks the sandbox attaching (its containers are held from
@@ -202,19 +202,19 @@ func (p *Plugin) attachInBackground(ctx context.Context, st *state, req request)
 	start := time.Now()
 	res := req.resolved
 	if res == nil {
-		ap, atts, err := p.resolve(ctx, st, req.pod, log)
+		ap, reqs, err := p.resolve(ctx, st, req.pod, log)
 		if err != nil {
 			return podErr(req.pod, err)
 		}
-		if len(atts) == 0 {
+		if ap.SandboxID == "" { // hostNetwork
 			return nil
 		}
-		res = &resolution{ap, atts}
+		res = &resolution{ap, reqs}
 	}
 	if req.why != "" {
-		log.WithField("networks", len(res.atts)).Info(req.why)
+		log.WithField("networks", len(res.reqs)).Info(req.why)
 	}
-	return p.attach(ctx, st, res.pod, res.atts, log, start)
+	return p.attach(ctx, st, res.pod, res.reqs, log, start)
 }
 
 // finish writes the outcome of a background attach for the hook.
@@ -336,7 +336,7 @@ func needsAttach(cfg *config.Config, pod *api.PodSandbox, rec *attach.Record) bo
 	if netns == "" || !attach.NetNSExists(netns) {
 		return false
 	}
-	sels, err := cfg.PodSelections(pod.GetAnnotations())
+	sels, err := cfg.PodSelections(pod.GetNamespace(), pod.GetAnnotations())
 	return err != nil || len(sels) > 0
 }
 

@@ -175,13 +175,14 @@ func TestStatusFileMountedIntoContainers(t *testing.T) {
 		mounts[0].Source != filepath.Join(h.cfg.StatusDir, p.Uid+".json") || !contains(mounts[0].Options, "ro") {
 		t.Fatalf("mounts = %v; want the status file bound read-only", mounts)
 	}
-	// A pod without secondary networks gets no mount.
+	// A pod without secondary networks has a status file too (its primary
+	// network), and gets it mounted.
 	plain := pod("sb-plain", "team-a", "plain", newNetNSWithEth0(t), "")
 	if err := h.run(plain); err != nil {
 		t.Fatal(err)
 	}
-	if adj, err := createContainer(h, plain, "app"); err != nil || len(adj.GetMounts()) != 0 {
-		t.Errorf("pod without networks: mounts %v, err %v", adj.GetMounts(), err)
+	if adj, err := createContainer(h, plain, "app"); err != nil || len(adj.GetMounts()) != 1 {
+		t.Errorf("pod without networks: mounts %v, err %v; want its status file", adj.GetMounts(), err)
 	}
 }
 

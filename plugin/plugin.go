@@ -98,7 +98,8 @@ func New(o Options) (*Plugin, error) {
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
 	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs,
-		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil})
+		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil,
+		PrimaryNetworkName: cfg.PrimaryNetworkName, DeviceInfoDir: cfg.DeviceInfoDir})
 	if err != nil {
 		return err
 	}

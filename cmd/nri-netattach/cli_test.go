@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +48,24 @@ func TestValidate(t *testing.T) {
 			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
 			wantCode: 0,
 			want:     []string{"ok: 2 network definitions in NETDIR"},
+		},
+		{
+			name:     "default networks that exist: global NAME, NAMESPACE/NAME",
+			config:   "cniBinDirs: [BIN]\ndefaultNetworks: [a, team-a/b]\n",
+			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
+			wantCode: 0,
+			want:     []string{"ok: 2 network definitions in NETDIR"},
+		},
+		{
+			// A default NAME is global: team-a's own b does not count.
+			name:     "default networks that do not exist",
+			config:   "cniBinDirs: [BIN]\ndefaultNetworks: [a, b, team-b/b]\n",
+			files:    map[string]string{"a.conflist": good, "team-a/b.conflist": strings.Replace(good, `"a"`, `"b"`, 1)},
+			wantCode: 1,
+			want: []string{
+				"CONFIG: defaultNetworks[1]: no definition of network b in the networks directory",
+				"CONFIG: defaultNetworks[2]: no definition of network team-b/b in the networks directory",
+			},
 		},
 		{
 			name:   "one line per problem",
@@ -140,7 +157,7 @@ func TestStatus(t *testing.T) {
 	}
 	rec("aaaaaaaaaaaaaaaa", "team-a", "web", attach.StateAttached,
 		attach.Attachment{Network: "storage", IfName: "net1", Config: json.RawMessage(`{}`),
-			Status: &attach.NetworkStatus{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}},
+			Statuses: []attach.NetworkStatus{{Name: "storage", Interface: "net1", IPs: []string{"10.1.0.5"}, MAC: "02:00:00:00:00:01"}}},
 		attach.Attachment{Network: "team-a/fabric", IfName: "fab0", Config: json.RawMessage(`{}`)})
 	rec("bbbbbbbbbbbbbbbb", "team-b", "db", attach.StateDetached)
 
@@ -215,7 +232,9 @@ func TestConfigDefaultPrintsEveryDefault(t *testing.T) {
 		t.Fatalf("the printed configuration does not parse: %v\n%s", err, out.String())
 	}
 	want, _ := config.Parse(nil)
-	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w {
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
 		t.Errorf("printed %+v, defaults %+v", got, want)
 	}
 	for _, line := range []string{"attachMode: " + config.DefaultAttachMode, "defaultNetworks: []", "attachTimeout: 0s", "stateDir: " + config.DefaultStateDir} {

@@ -113,7 +113,7 @@ func TestImportNADsCmd(t *testing.T) {
 			name: "--global", args: []string{"--out", "OUT", "--global", "default", "--global", "telco", "IN"}, in: good, code: 0,
 			stdout: []string{"wrote OUT/macvlan-conf.conflist (from default/macvlan-conf)\n", "wrote OUT/sriov-net1.conflist (from telco/sriov-net1)\n"},
 			stderr: []string{
-				`warning: default/macvlan-conf: imported as global network "macvlan-conf": pods must refer to it as "macvlan-conf", not "default/macvlan-conf"`,
+				`warning: default/macvlan-conf: imported as global network "macvlan-conf": pods refer to it as "macvlan-conf" (a NAMESPACE/NAME reference is looked up in that namespace`,
 				`warning: telco/sriov-net1: imported as global network "sriov-net1"`,
 			},
 			files: []string{"macvlan-conf.conflist", "sriov-net1.conflist", bridge},

@@ -64,9 +64,9 @@ func statusCmd(args []string, out io.Writer) int {
 		}
 		for _, a := range r.Attachments {
 			ips, mac := "-", "-"
-			if a.Status != nil {
-				ips = strings.Join(a.Status.IPs, ",")
-				mac = a.Status.MAC
+			if len(a.Statuses) > 0 {
+				ips = strings.Join(a.Statuses[0].IPs, ",")
+				mac = a.Statuses[0].MAC
 			}
 			fmt.Fprintf(tw, "%s\t%.12s\t%s\t%s\t%s\t%s\t%s\n", r.PodName(), r.SandboxID, r.State, a.Network, a.IfName, ips, mac)
 		}
@@ -97,11 +97,10 @@ func statusView(recs []*attach.Record) []podStatus {
 	for _, r := range recs {
 		ps := podStatus{Pod: r.PodName(), UID: r.UID, SandboxID: r.SandboxID, NetNS: r.NetNS, State: r.State, Attachments: []attach.NetworkStatus{}}
 		for _, a := range r.Attachments {
-			st := attach.NetworkStatus{Name: a.Network, Interface: a.IfName}
-			if a.Status != nil {
-				st = *a.Status
+			if len(a.Statuses) == 0 {
+				ps.Attachments = append(ps.Attachments, attach.NetworkStatus{Name: a.Network, Interface: a.IfName})
 			}
-			ps.Attachments = append(ps.Attachments, st)
+			ps.Attachments = append(ps.Attachments, a.Statuses...)
 		}
 		out = append(out, ps)
 	}

@@ -10,8 +10,9 @@ import (
 	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// validateCmd checks the configuration and every network definition
-// without touching a pod (§3): one line per problem, exit 1 if any.
+// validateCmd checks the configuration, every network definition and that
+// every default network exists, without touching a pod: one line per
+// problem (file: field: reason), exit 1 if any.
 func validateCmd(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
@@ -43,13 +44,30 @@ func validateCmd(args []string, out io.Writer) int {
 	if *netDir != "" {
 		cfg.NetworksDir = *netDir
 	}
-	defs, err := config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).Walk()
+	store := config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs)
+	defs, err := store.Walk()
 	if err != nil {
 		report(err)
 	}
 	for _, d := range defs {
 		if d.Err != nil {
 			report(d.Err)
+		}
+	}
+	// Every default network must exist: a NAME among the global networks
+	// (a namespace's own file cannot stand in for it), a NAMESPACE/NAME in
+	// that namespace (it goes to the pods allowed to use it).
+	label := *cfgPath
+	if label == "" {
+		label = "configuration"
+	}
+	for i, d := range cfg.DefaultNetworks {
+		ref, err := config.ParseRef(d)
+		if err == nil {
+			_, err = store.Lookup("", ref)
+		}
+		if err != nil {
+			report(fmt.Errorf("%s: defaultNetworks[%d]: %w", label, i, err))
 		}
 	}
 	if problems > 0 {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"os"
 	"sync"
 	"time"
 
@@ -106,12 +107,17 @@ func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
 		}
 		p.forget(st, rec, "sandbox no longer exists")
 	}
-	p.forgetGates(st, live, recs)
+	p.forgetGates(st, live, recs, snap.at)
 
 	var wg sync.WaitGroup
 	for _, pod := range snap.attach {
 		if ctx.Err() != nil {
 			break
+		}
+		// A teardown since Synchronize released the pod's containers: the
+		// sandbox is going away.
+		if g, ok := p.sb.gate(pod.GetId()); !ok || g.State != gate.Attaching {
+			continue
 		}
 		if err := p.startAttach(st, request{pod: pod, why: "resync: pod started while nri-netattach was not connected, or its attach was interrupted; attaching its networks now"}); err != nil {
 			podLog(p.log, pod).WithError(err).Error("resync: attach not started")
@@ -130,8 +136,9 @@ func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
 }
 
 // forgetGates drops the gate files of sandboxes that are neither live nor
-// recorded (a removal the plugin did not hear of).
-func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Record) {
+// recorded (a removal the plugin did not hear of). A gate written since the
+// runtime's list was taken belongs to a pod started since: it is kept.
+func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Record, listed time.Time) {
 	recorded := make(map[string]bool, len(recs))
 	for _, r := range recs {
 		recorded[r.SandboxID] = true
@@ -145,6 +152,9 @@ func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Rec
 	}
 	p.sb.mu.Unlock()
 	for _, id := range stale {
+		if fi, err := os.Stat(gate.Path(st.mgr.StateDir(), id)); err == nil && !fi.ModTime().Before(listed) {
+			continue
+		}
 		if err := p.sb.dropGate(st.mgr.StateDir(), id); err != nil {
 			p.log.WithField("sandbox", shortID(id)).WithError(err).Warn("resync: removing a stale gate file")
 		}

@@ -189,7 +189,7 @@ func TestDetachRobustness(t *testing.T) {
 	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.restartPlugin(map[string]any{"cniBinDirs": []string{s.env.CNIBinDir, extra}, "attachMode": "sync"})
+	s.restartPlugin(map[string]any{"cniBinDirs": []string{s.env.CNIBinDir, extra}})
 	s.network("", "fragile", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"fragile","plugins":[{"type":"bridge-copy","bridge":%q,
 "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.3.0/24"}]]}}]}`, s.bridge, s.dirs.IPAM))
 
@@ -242,7 +242,7 @@ func (s *suite) restartPlugin(cfg map[string]any) {
 	if err := s.plugin.Stop(); err != nil {
 		s.t.Fatal(err)
 	}
-	p, err := s.env.StartNetattach(s.ctx, framework.Netattach{Binary: binary, Config: cfg})
+	p, err := s.env.StartNetattach(s.ctx, framework.Netattach{Binary: binary, Config: syncUnlessSet(cfg)})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -287,9 +287,20 @@ func TestOverlappingResyncsLeaveLivePodsAlone(t *testing.T) {
 		s.registeredSince(off)
 	}
 	t.Log("e2e: plugin restarted, then containerd restarted twice while the resync attached the late pod")
+	lateNetNS, err := s.env.PodNetNS(s.ctx, late)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 15*time.Second, "late pod attached by the resync", func() bool {
-		l := s.links(late)
-		return addrIn(l["net1"], "10.250.5.") != "" && addrIn(l["net2"], "10.250.6.") != ""
+		// A netlink dump taken while the links change may be refused:
+		// look again.
+		links, err := framework.LinksInNetNS(lateNetNS)
+		if err != nil {
+			return false
+		}
+		n1, _ := framework.FindLink(links, "net1")
+		n2, _ := framework.FindLink(links, "net2")
+		return addrIn(n1, "10.250.5.") != "" && addrIn(n2, "10.250.6.") != ""
 	})
 	time.Sleep(2 * time.Second) // a few more resyncs (1s)
 	for _, id := range live {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -33,6 +34,17 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 func (s *suite) record(id string) bool {
 	_, err := os.Stat(filepath.Join(s.dirs.State, "sandboxes", id+".json"))
 	return err == nil
+}
+
+// recordState is the state in the sandbox's record, or "" without one.
+func (s *suite) recordState(id string) string {
+	data, err := os.ReadFile(filepath.Join(s.dirs.State, "sandboxes", id+".json"))
+	if err != nil {
+		return ""
+	}
+	var rec struct{ State string }
+	_ = json.Unmarshal(data, &rec)
+	return rec.State
 }
 
 func (s *suite) ipsOf(network string) int {
@@ -118,8 +130,10 @@ func TestPluginCrashAndResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.registeredSince(off)
+	// The record is written before the first ADD: late is attached once
+	// its record says so.
 	took := eventually(t, 10*time.Second, "resync: gone detached, late attached", func() bool {
-		return !s.record(gone) && s.record(late) && s.ipsOf("storage") == 2 && s.ipsOf("fabric") == 1
+		return !s.record(gone) && s.recordState(late) == "attached" && s.ipsOf("storage") == 2 && s.ipsOf("fabric") == 1
 	})
 	t.Logf("e2e: resync done %s after the restart", took.Round(time.Millisecond))
 	links := s.links(late)

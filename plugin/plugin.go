@@ -1,9 +1,13 @@
 // Package plugin wires nri-netattach to the container runtime through NRI.
 // Its handlers are thin: they turn an NRI pod into an attach.Pod, resolve
 // what the pod asks for with package config, and hand the CNI work to
-// package attach under a deadline derived from the runtime's NRI request
-// timeout. It also keeps the connection (reconnect with backoff) and the
-// resync that catches sandboxes whose teardown events never come.
+// package attach, inside the runtime's NRI request timeout (sync mode) or
+// in the background with the pod's containers held by the wait-attached
+// hook (pipelined mode; the contract with the hook is package gate's).
+// Every piece of work on one sandbox goes through one serialized path. It
+// also keeps the connection (reconnect with backoff), the resync that
+// catches sandboxes whose teardown events never come and finishes attaches
+// a stopped or killed process left, and the graceful stop.
 package plugin
 
 import (

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 // Healed is an unreadable record that Heal moved aside.
@@ -129,4 +132,57 @@ func joined(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// CollectGarbage DELs, network by network, every attachment libcni's cache
+// holds that no record lists (libcni's GCNetworkList, with every recorded
+// attachment as the valid set; the runtime never calls CNI GC for these
+// networks), and lets the plugins of CNI 1.1+ networks collect theirs. It
+// must run while no attach is in flight, i.e. at start-up before the
+// connection to the runtime: an ADD whose cache entry is not written yet
+// would not be in the valid set. It returns how many attachments were
+// DELeted.
+func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
+	cached, err := m.cni.GetCachedAttachments("")
+	if err != nil || len(cached) == 0 {
+		return 0, err
+	}
+	recs, err := m.recs.list()
+	if err != nil {
+		// An unreadable record could hold attachments: collect nothing.
+		return 0, fmt.Errorf("reading records: %w", err)
+	}
+	valid := map[types.GCAttachment]bool{}
+	for _, r := range recs {
+		for _, a := range r.Attachments {
+			valid[types.GCAttachment{ContainerID: r.SandboxID, IfName: a.IfName}] = true
+		}
+	}
+	lists := map[string]*libcni.NetworkConfigList{}
+	stale := 0
+	for _, c := range cached {
+		if valid[types.GCAttachment{ContainerID: c.ContainerID, IfName: c.IfName}] {
+			continue
+		}
+		stale++
+		if lists[c.Network] == nil {
+			if l, err := libcni.ConfListFromBytes(c.Config); err == nil {
+				lists[c.Network] = l
+			}
+		}
+	}
+	if stale == 0 {
+		return 0, nil
+	}
+	args := &libcni.GCArgs{}
+	for a := range valid {
+		args.ValidAttachments = append(args.ValidAttachments, a)
+	}
+	var errs []error
+	for name, l := range lists {
+		if err := m.cni.GCNetworkList(ctx, l, args); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", name, err))
+		}
+	}
+	return stale, errors.Join(errs...)
 }

@@ -112,3 +112,41 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// CollectGarbage DELs what libcni's cache holds and no record lists, and
+// leaves recorded attachments alone.
+func TestCollectGarbageDELsUnrecordedAttachments(t *testing.T) {
+	f := newFixture(t)
+	br := randName("nnb")
+	deleteLinkOnCleanup(t, br)
+	bn := network(t, f.bin, "br", bridgeConf("br", br, "10.211.0.0/24", f.data))
+	kept := f.pod
+	lost := f.pod
+	lost.SandboxID, lost.NetNS = randName("sb")+"lost0123456789", newNetNS(t)
+	for _, p := range []Pod{kept, lost} {
+		if _, err := f.m.Attach(ctxFor(t, 10*time.Second), p, []config.Request{f.att(bn, "net1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The record of one is gone without its DEL (as an unreadable record
+	// of a sandbox that was never rebuilt).
+	if err := f.m.recs.delete(lost.SandboxID); err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.m.CollectGarbage(ctxFor(t, 10*time.Second))
+	if err != nil || n != 1 {
+		t.Fatalf("CollectGarbage = %d, %v; want the one unrecorded attachment", n, err)
+	}
+	if got := allocated(t, f.data, "br"); len(got) != 1 {
+		t.Errorf("IPs after GC: %v; want only the recorded pod's", got)
+	}
+	if names := linkNames(t, lost.NetNS); contains(names, "net1") {
+		t.Errorf("unrecorded attachment still in its netns: %v", names)
+	}
+	if names := linkNames(t, kept.NetNS); !contains(names, "net1") {
+		t.Errorf("recorded attachment collected: %v", names)
+	}
+	if n, err := f.m.CollectGarbage(ctxFor(t, 10*time.Second)); err != nil || n != 0 {
+		t.Errorf("second CollectGarbage = %d, %v", n, err)
+	}
+}

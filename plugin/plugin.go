@@ -96,8 +96,28 @@ func New(o Options) (*Plugin, error) {
 		if err := p.setConfig(o.Config); err != nil {
 			return nil, err
 		}
+		p.collectGarbage()
 	}
 	return p, nil
+}
+
+// collectGarbage heals unreadable records, then DELs what libcni's cache
+// holds that no record lists. It runs before the first connection, when no
+// attach can be in flight (with a configuration from the runtime there is
+// no such moment: healing then happens in the resync, and nothing is
+// collected).
+func (p *Plugin) collectGarbage() {
+	st := p.current()
+	p.heal(st)
+	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+	defer cancel()
+	n, err := st.mgr.CollectGarbage(ctx)
+	if err != nil {
+		p.log.WithError(err).Warn("start-up: collecting stale attachments from libcni's cache")
+	}
+	if n > 0 {
+		p.log.WithField("attachments", n).Info("start-up: DELeted attachments that libcni's cache held and no record listed")
+	}
 }
 
 func (p *Plugin) setConfig(cfg *config.Config) error {

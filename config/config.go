@@ -102,6 +102,8 @@ type Config struct {
 	// DeviceInfoDir holds the device-info files of device plugins (dp/)
 	// and CNI plugins (cni/).
 	DeviceInfoDir string `json:"deviceInfoDir,omitempty"`
+	// Kubernetes configures Kubernetes mode (off by default).
+	Kubernetes Kubernetes `json:"kubernetes,omitzero"`
 }
 
 // Isolated tells whether namespace isolation is on.
@@ -302,6 +304,7 @@ func (c *Config) Validate() error {
 	if c.AttachTimeout < 0 {
 		bad("attachTimeout", "must not be negative, got %s", time.Duration(c.AttachTimeout))
 	}
+	errs = append(errs, c.Kubernetes.validate()...)
 	return errors.Join(errs...)
 }
 

@@ -47,13 +47,19 @@ const ResourceNameKey = "resourceName"
 type NotFoundError struct {
 	Ref       Ref
 	Namespace string
+	// NADs tells that NetworkAttachmentDefinitions were searched too.
+	NADs bool
 }
 
 func (e *NotFoundError) Error() string {
-	if e.Ref.Namespace != "" || e.Namespace == "" {
-		return fmt.Sprintf("no definition of network %s in the networks directory", e.Ref)
+	where := "the networks directory"
+	if e.NADs {
+		where += " nor among the NetworkAttachmentDefinitions"
 	}
-	return fmt.Sprintf("no definition of network %s in the networks directory (looked in namespace %s, then global)", e.Ref, e.Namespace)
+	if e.Ref.Namespace != "" || e.Namespace == "" {
+		return fmt.Sprintf("no definition of network %s in %s", e.Ref, where)
+	}
+	return fmt.Sprintf("no definition of network %s in %s (looked in namespace %s, then global)", e.Ref, where, e.Namespace)
 }
 
 // Store reads network definitions on demand from a directory, caching each
@@ -63,6 +69,10 @@ func (e *NotFoundError) Error() string {
 type Store struct {
 	dir     string
 	binDirs []string
+	// nadsDir holds the NetworkAttachmentDefinitions seen (Kubernetes
+	// mode), searched after dir; "" when off.
+	nadsDir string
+	nadMiss func(namespace, name string) bool
 
 	mu    sync.Mutex
 	cache map[string]cached // by definition path
@@ -124,7 +134,7 @@ func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
 			return nil, err
 		}
 	}
-	return nil, &NotFoundError{Ref: ref, Namespace: podNamespace}
+	return nil, &NotFoundError{Ref: ref, Namespace: podNamespace, NADs: s.nadsDir != ""}
 }
 
 // Declares tells whether a plugin of the network declares a CNI
@@ -146,10 +156,20 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
-// load returns the definition of exactly ref (no fallback). Its errors
+// load returns the definition of exactly ref (no fallback): the node's
+// file, else the NetworkAttachmentDefinition of that name. Its errors
 // start with the file's path.
 func (s *Store) load(ref Ref) (*Network, error) {
-	base := filepath.Join(s.dir, ref.Namespace, ref.Name)
+	n, err := s.loadFrom(s.dir, ref)
+	if s.nadsDir == "" || !isNotFound(err) {
+		return n, err
+	}
+	return s.loadNAD(ref)
+}
+
+// loadFrom returns the definition of ref in the directory tree root.
+func (s *Store) loadFrom(root string, ref Ref) (*Network, error) {
+	base := filepath.Join(root, ref.Namespace, ref.Name)
 	var found []string
 	var infos []os.FileInfo
 	for _, ext := range definitionExts {
@@ -179,7 +199,7 @@ func (s *Store) load(ref Ref) (*Network, error) {
 	if ok && c.id == id {
 		return c.net, nil
 	}
-	n, err := s.read(ref, path, fi)
+	n, err := s.read(root, ref, path, fi)
 	if err != nil {
 		// Not cached: a broken definition may be fixed by something other
 		// than its own file (a CNI binary installed later), and it costs
@@ -201,14 +221,14 @@ func identity(fi os.FileInfo) fileID {
 }
 
 // read loads and validates one definition file.
-func (s *Store) read(ref Ref, path string, fi os.FileInfo) (*Network, error) {
+func (s *Store) read(root string, ref Ref, path string, fi os.FileInfo) (*Network, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
 	if fi.Size() > maxDefinitionBytes {
 		return nil, fmt.Errorf("%s: %d bytes, more than the limit of %d", path, fi.Size(), maxDefinitionBytes)
 	}
-	if err := s.checkInside(path); err != nil {
+	if err := checkInside(root, path); err != nil {
 		return nil, err
 	}
 	data, err := os.ReadFile(path)
@@ -224,10 +244,10 @@ func (s *Store) read(ref Ref, path string, fi os.FileInfo) (*Network, error) {
 }
 
 // checkInside refuses a definition whose real path (symlinks resolved)
-// leaves the networks directory. ConfigMap volumes are symlinks that stay
+// leaves its directory (dir). ConfigMap volumes are symlinks that stay
 // inside it (NAME -> ..data/NAME -> ..2024_x/NAME).
-func (s *Store) checkInside(path string) error {
-	root, err := filepath.EvalSymlinks(s.dir)
+func checkInside(dir, path string) error {
+	root, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if err != nil {
 		err = podErr(pod, err)
 		log.WithError(err).Error("invalid network request; sandbox rejected")
+		p.publishRejected(pod, err)
 		return err
 	}
 	if ap.SandboxID == "" { // hostNetwork: nothing to attach, no status file
@@ -89,8 +90,11 @@ const (
 func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Request, log *logrus.Entry, start time.Time) error {
 	stats, err := st.mgr.Attach(ctx, ap, atts)
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
+		err = fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
+		p.publishAttached(ctx, st, ap, atts, err)
+		return err
 	}
+	defer p.publishAttached(ctx, st, ap, atts, nil)
 	elapsed := time.Since(start)
 	if len(atts) == 0 { // only the status file: not an attach for the metrics or the log
 		log.WithField("elapsed", elapsed).Debug("status file written; no secondary networks")
@@ -216,6 +220,7 @@ func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string,
 func (p *Plugin) teardownLocked(ctx context.Context, st *state, pod *api.PodSandbox, what string, fn func(context.Context) error) {
 	start := time.Now()
 	log := podLog(p.log, pod)
+	defer p.publishTeardown(st, podRef(pod), what)
 	if g, ok := p.sb.gate(pod.GetId()); ok && g.State != gate.Attached && g.State != gate.RolledBack {
 		if err := p.sb.setGate(st.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.RolledBack, Error: errStopping.Error()}); err != nil {
 			log.WithError(err).Warn(what + ": releasing the held containers")

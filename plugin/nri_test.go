@@ -117,7 +117,7 @@ func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration, twea
 		log.SetOutput(os.Stderr)
 	}
 	h.metrics = metrics.New()
-	p, err := New(Options{Config: h.cfg, Name: "netattach", Index: "10", Socket: h.proxy.path, ResyncInterval: 200 * time.Millisecond, Log: log, Metrics: h.metrics})
+	p, err := New(Options{Config: h.cfg, Name: "netattach", Index: "10", Socket: h.proxy.path, ResyncInterval: 200 * time.Millisecond, Log: log, Metrics: h.metrics, Publisher: testPublisher})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,12 @@ type Options struct {
 	Log            *logrus.Logger
 	// Metrics, if set, are fed with every attach and detach.
 	Metrics *metrics.Metrics
+	// Publisher, if set, hears of every attach, failure and detach, after
+	// the fact (Kubernetes mode).
+	Publisher Publisher
+	// NADMiss, if set, is asked for a NetworkAttachmentDefinition a pod
+	// names that is not kept on the node (yet); see config.Store.OnNADMiss.
+	NADMiss func(namespace, name string) bool
 }
 
 // Plugin is the NRI plugin.
@@ -136,12 +142,19 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if err := p.sb.loadGates(cfg.StateDir); err != nil {
 		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")
 	}
+	nads := cfg.NADsDir()
+	if nads != "" && p.opts.Publisher == nil {
+		// Kubernetes mode is set up at start from --config or --kubeconfig,
+		// never from the runtime's configuration.
+		p.log.Warn("kubernetes.enabled in the runtime's configuration is ignored: Kubernetes mode needs `nri-netattach run --config FILE` or `--kubeconfig FILE`")
+		nads = ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.state != nil {
 		p.state.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs), mgr: mgr,
+	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

@@ -39,6 +39,7 @@ func runCmd(args []string) int {
 		metricsAt = fs.String("metrics-address", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9654); off when empty")
 		logFile   = fs.String("log-file", "", "append logs to this file instead of stderr (default when launched by the runtime: "+preinstalledLog+")")
 	)
+	kf := addKubeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -66,7 +67,15 @@ func runCmd(args []string) int {
 			return 1
 		}
 	}
+	cfg, k, err := kf.setup(cfg, log)
+	if err != nil {
+		log.WithError(err).Error("invalid Kubernetes mode configuration")
+		return 1
+	}
 	opts := plugin.Options{Config: cfg, Name: *name, Index: *idx, Socket: *socket, ResyncInterval: *resync, Log: log}
+	if k != nil {
+		wire(&opts, k)
+	}
 	// SIGTERM and SIGINT stop it gracefully: the attaches in flight finish
 	// or roll back first (see plugin.Run). SIGHUP, which a closed terminal
 	// or a careless "reload" sends, must not kill a node's networking.
@@ -80,8 +89,19 @@ func runCmd(args []string) int {
 			log.Info("SIGHUP ignored: nothing to reload (network definitions are read when a pod needs them)")
 		}
 	}()
+	if k != nil {
+		kubeDone := make(chan struct{})
+		go func() { defer close(kubeDone); k.Run(ctx) }()
+		defer func() { stop(); <-kubeDone }()
+	}
 	if *metricsAt != "" {
 		opts.Metrics = metrics.New()
+		if k != nil {
+			if err := opts.Metrics.Register(k.Collectors()...); err != nil {
+				log.WithError(err).Error("cannot start")
+				return 1
+			}
+		}
 		go func() {
 			if err := opts.Metrics.Serve(ctx, *metricsAt); err != nil {
 				log.WithError(err).Error("metrics server stopped")
@@ -94,7 +114,7 @@ func runCmd(args []string) int {
 	}
 	fields := logrus.Fields{"version": version, "socket": opts.Socket, "name": *name, "idx": *idx,
 		"config": *cfgPath, "logLevel": *logLevel, "logFormat": *logFormat, "resyncInterval": *resync,
-		"metricsAddress": *metricsAt}
+		"metricsAddress": *metricsAt, "kubernetes": k != nil}
 	log.WithFields(fields).Info("starting nri-netattach")
 
 	p, err := plugin.New(opts)

@@ -30,32 +30,40 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // defaultConfigYAML renders the defaulted configuration with every field,
-// also those whose default is empty (omitempty would hide them).
+// also those whose default is empty (omitempty would hide them), in nested
+// sections too.
 func defaultConfigYAML() ([]byte, error) {
 	c, err := config.Parse(nil)
 	if err != nil {
 		return nil, err
 	}
-	fields := map[string]json.RawMessage{}
-	v := reflect.ValueOf(c).Elem()
+	data, err := json.Marshal(allFields(reflect.ValueOf(*c)))
+	if err != nil {
+		return nil, err
+	}
+	return yaml.JSONToYAML(data)
+}
+
+// allFields maps a struct's JSON field names to their values, nested
+// structs expanded the same way. A type with its own JSON form (a
+// Duration) is kept as it is.
+func allFields(v reflect.Value) map[string]any {
+	out := map[string]any{}
 	for i := range v.NumField() {
 		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
 		if name == "" || name == "-" {
 			continue
 		}
 		f := v.Field(i)
-		if f.Kind() == reflect.Slice && f.IsNil() {
-			f = reflect.MakeSlice(f.Type(), 0, 0) // [] rather than null
+		_, custom := f.Interface().(json.Marshaler)
+		switch {
+		case f.Kind() == reflect.Struct && !custom:
+			out[name] = allFields(f)
+		case f.Kind() == reflect.Slice && f.IsNil():
+			out[name] = reflect.MakeSlice(f.Type(), 0, 0).Interface() // [] rather than null
+		default:
+			out[name] = f.Interface()
 		}
-		raw, err := json.Marshal(f.Interface())
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		fields[name] = raw
 	}
-	data, err := json.Marshal(fields)
-	if err != nil {
-		return nil, err
-	}
-	return yaml.JSONToYAML(data)
+	return out
 }

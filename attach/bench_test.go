@@ -2,6 +2,7 @@ package attach
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -91,6 +92,35 @@ func BenchmarkRemoveOverhead(b *testing.B) {
 		if err := m.Remove(ctx, benchPod(i).SandboxID); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRecordPut is the cost of the durable write-ahead record
+// (fsync of the file and of its directory), once per pod before the
+// first ADD.
+func BenchmarkRecordPut(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		name := "rename-only"
+		if durable {
+			name = "fsync"
+		}
+		b.Run(name, func(b *testing.B) {
+			rs := records{dir: b.TempDir()}
+			rec := &Record{SandboxID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", State: StateAttaching,
+				Attachments: []Attachment{{Network: "a", IfName: "net1", Config: []byte(`{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"}]}`)}}}
+			data, _ := json.Marshal(rec)
+			for b.Loop() {
+				var err error
+				if durable {
+					err = rs.putDurable(rec)
+				} else {
+					err = writeFileAtomic(rs.path(rec.SandboxID), data)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

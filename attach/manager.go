@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
 // Pod is the sandbox to attach networks to.
@@ -89,7 +90,7 @@ type Manager struct {
 	statusDir string
 	stateDir  string
 	inPlace   bool
-	locks     keyedMutex
+	locks     KeyedMutex
 	observer  Observer
 	// primaryName and devInfoDir: see Options.
 	primaryName string
@@ -112,7 +113,7 @@ type Stats struct {
 func New(o Options) (*Manager, error) {
 	recDir := filepath.Join(o.StateDir, recordsDir)
 	cacheDir := filepath.Join(o.StateDir, "cache")
-	for _, d := range []string{recDir, cacheDir, o.StatusDir, filepath.Join(o.StateDir, pendingDir), filepath.Join(o.StateDir, "bin")} {
+	for _, d := range []string{recDir, cacheDir, o.StatusDir, filepath.Join(o.StateDir, gate.Dir), filepath.Join(o.StateDir, "bin")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
@@ -150,7 +151,7 @@ func New(o Options) (*Manager, error) {
 // before the deadline. A record left by an interrupted attach of the same
 // sandbox is cleaned up first.
 func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (Stats, error) {
-	defer m.locks.lock(pod.SandboxID)()
+	defer m.locks.Lock(pod.SandboxID)()
 	start := time.Now()
 	var cniTime atomic.Int64
 	ctx = withTimer(ctx, &cniTime)
@@ -183,7 +184,7 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (S
 		rec.Attachments = append(rec.Attachments, a)
 	}
 	if len(reqs) > 0 {
-		if err := m.recs.put(rec); err != nil {
+		if err := m.recs.putDurable(rec); err != nil {
 			return stats(), fmt.Errorf("writing record: %w", err)
 		}
 	}
@@ -273,7 +274,7 @@ func (m *Manager) rollback(ctx context.Context, rec *Record, last int, cause err
 // sandbox without a record is a no-op. Failures are returned, each naming
 // the pod's network and interface; what failed stays recorded.
 func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
-	defer m.locks.lock(sandboxID)()
+	defer m.locks.Lock(sandboxID)()
 	rec, err := m.recs.get(sandboxID)
 	if err != nil || rec == nil {
 		return err
@@ -285,10 +286,7 @@ func (m *Manager) Detach(ctx context.Context, sandboxID string) error {
 // pending marker and its status file (RemovePodSandbox). If a DEL still fails, the record is
 // kept so that a later resync retries it.
 func (m *Manager) Remove(ctx context.Context, sandboxID string) error {
-	defer m.locks.lock(sandboxID)()
-	if err := m.ClearPending(sandboxID); err != nil {
-		return err
-	}
+	defer m.locks.Lock(sandboxID)()
 	rec, err := m.recs.get(sandboxID)
 	if err != nil || rec == nil {
 		return err
@@ -424,3 +422,6 @@ func (m *Manager) Scan() (gone []*Record, attachments int, err error) {
 	}
 	return gone, attachments, err
 }
+
+// StateDir is the state directory the Manager keeps its files under.
+func (m *Manager) StateDir() string { return m.stateDir }

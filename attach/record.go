@@ -81,20 +81,35 @@ func (rs records) get(id string) (*Record, error) {
 		return nil, err
 	}
 	var r Record
+	if len(data) == 0 {
+		return nil, &UnreadableError{SandboxID: id, Path: rs.path(id), Err: errors.New("empty file")}
+	}
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("record %s: %w", rs.path(id), err)
+		return nil, &UnreadableError{SandboxID: id, Path: rs.path(id), Err: err}
 	}
 	return &r, nil
 }
 
-// put writes a record atomically. No fsync: the page cache survives a
-// plugin crash, and a node crash takes every pod netns with it.
+// put writes a record atomically (readers never see a partial file).
 func (rs records) put(r *Record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
 	return writeFileAtomic(rs.path(r.SandboxID), data)
+}
+
+// putDurable writes a record atomically and durably: the file and its
+// directory are fsynced before it returns. The write-ahead record, written
+// before the first CNI ADD, goes this way, so that what may exist after a
+// power loss is known. Later writes need not: a record that lost them says
+// "attaching", and is rolled back and attached again.
+func (rs records) putDurable(r *Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeFileDurable(rs.path(r.SandboxID), data)
 }
 
 func (rs records) delete(id string) error {
@@ -106,7 +121,8 @@ func (rs records) delete(id string) error {
 }
 
 // list returns every record; unreadable ones are returned as errors
-// alongside the good ones.
+// alongside the good ones (each an *UnreadableError when its content, not
+// the read, is at fault).
 func (rs records) list() ([]*Record, error) {
 	entries, err := os.ReadDir(rs.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -134,6 +150,38 @@ func (rs records) list() ([]*Record, error) {
 	return out, errors.Join(errs...)
 }
 
+// UnreadableError is a record whose content cannot be decoded: empty, or
+// torn by a crash of a version that did not fsync.
+type UnreadableError struct {
+	SandboxID string
+	Path      string
+	Err       error
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("record %s: %v", e.Path, e.Err)
+}
+
+func (e *UnreadableError) Unwrap() error { return e.Err }
+
+// unreadableDir is where unreadable records are moved, under the state
+// directory, for a post-mortem.
+const unreadableDir = "unreadable"
+
+// moveAside renames an unreadable record out of the records directory
+// (list no longer sees it). A later one of the same sandbox replaces it.
+func (rs records) moveAside(id string) (string, error) {
+	dir := filepath.Join(filepath.Dir(rs.dir), unreadableDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, id+".json")
+	if err := os.Rename(rs.path(id), dst); err != nil {
+		return "", err
+	}
+	return dst, syncDir(rs.dir)
+}
+
 // writeFileAtomic writes data to a temporary file beside path and renames
 // it into place, so readers never see a partial file. The temporary name
 // is fixed: writers of one file are serialized (per-sandbox lock), and a
@@ -154,4 +202,33 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return nil
+}
+
+// writeFileDurable is writeFileAtomic with the data and the rename made
+// durable: fsync of the file before the rename, of the directory after.
+func writeFileDurable(path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory, making the renames and removals in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }

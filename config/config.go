@@ -55,7 +55,7 @@ const (
 	// AttachSync attaches inside RunPodSandbox.
 	AttachSync = "sync"
 	// AttachPipelined validates in RunPodSandbox, attaches in the
-	// background, and holds the pod's first CreateContainer until done.
+	// background, and holds the pod's containers (an OCI hook) until done.
 	AttachPipelined = "pipelined"
 )
 
@@ -340,5 +340,7 @@ func validateAnnotationKey(key string) error {
 	return nil
 }
 
-// DefaultAttachMode is the attach mode when none is configured.
-const DefaultAttachMode = AttachSync
+// DefaultAttachMode is the attach mode when none is configured: pipelined,
+// measured faster than sync for single pods and much faster for waves
+// (see the README's Performance section).
+const DefaultAttachMode = AttachPipelined

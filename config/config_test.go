@@ -199,7 +199,7 @@ func TestParseDefaults(t *testing.T) {
 		{"defaultNetworks", len(c.DefaultNetworks), 0},
 		{"attachTimeout", c.AttachTimeout, Duration(0)},
 		// Not in §4 (yet): the defaults of the later fields.
-		{"attachMode", c.AttachMode, "sync"},
+		{"attachMode", c.AttachMode, "pipelined"},
 		{"statusInContainers", c.StatusInContainers, (*StatusInContainers)(nil)},
 		{"podResourcesSocket", c.PodResourcesSocket, "/var/lib/kubelet/pod-resources/kubelet.sock"},
 	}

@@ -61,12 +61,17 @@ func TestPreinstalledPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The default attach mode is pipelined: the attach runs after
+	// RunPodSandbox returned.
 	netns, _ := env.PodNetNS(ctx, id)
-	links, _ := framework.LinksInNetNS(netns)
-	net1, ok := framework.FindLink(links, "net1")
-	if !ok || addrIn(net1, "10.250.5.") == "" {
-		t.Fatalf("pod of the pre-installed plugin: links %v", links)
-	}
+	var links []framework.Link
+	var net1 framework.Link
+	eventually(t, 5*time.Second, "net1 attached by the pre-installed plugin", func() bool {
+		links, _ = framework.LinksInNetNS(netns)
+		l, ok := framework.FindLink(links, "net1")
+		net1 = l
+		return ok && addrIn(l, "10.250.5.") != ""
+	})
 	t.Logf("e2e: pre-installed plugin launched by containerd, configured through Configure; pod net1 %v", net1.Addrs)
 	logs, _ := os.ReadFile(logPath)
 	if !strings.Contains(string(logs), "configured by the runtime") || !strings.Contains(string(logs), "networksDir="+netDir) {

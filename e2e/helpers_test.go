@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func newSuite(t *testing.T, opts framework.Options, cfg map[string]any) *suite {
 	s.network("", "pinned", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"pinned","plugins":[{"type":"macvlan","master":%q,"mode":"bridge",
 "capabilities":{"ips":true,"mac":true},"ipam":{"type":"static"}}]}`, s.parent))
 	var err error
-	s.plugin, err = env.StartNetattach(ctx, framework.Netattach{Binary: binary, Config: cfg})
+	s.plugin, err = env.StartNetattach(ctx, framework.Netattach{Binary: binary, Config: syncUnlessSet(cfg)})
 	if err != nil {
 		t.Fatalf("starting nri-netattach: %v", err)
 	}
@@ -61,6 +62,21 @@ func newSuite(t *testing.T, opts framework.Options, cfg map[string]any) *suite {
 		_ = s.plugin.Stop()
 	})
 	return s
+}
+
+// syncUnlessSet pins attachMode sync unless cfg sets it: most tests check
+// a pod's networks right after RunPodSandbox. The pipelined tests, and the
+// pre-installed one, run the default.
+func syncUnlessSet(cfg map[string]any) map[string]any {
+	if _, ok := cfg["attachMode"]; ok {
+		return cfg
+	}
+	cfg = maps.Clone(cfg)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	cfg["attachMode"] = "sync"
+	return cfg
 }
 
 func (s *suite) network(ns, name, conflist string) {

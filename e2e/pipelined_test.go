@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -111,4 +112,161 @@ func (s *suite) checkPipelinedPod(name string) error {
 		return err
 	}
 	return s.env.RemovePod(s.ctx, id)
+}
+
+// slowNetworks defines two networks whose ADD takes ms (a bridge followed
+// by e2e-sleep): "slow-a" (10.250.5.0/24) and "slow-b" (10.250.6.0/24).
+func (s *suite) slowNetworks(ms int) {
+	s.t.Helper()
+	for i, name := range []string{"slow-a", "slow-b"} {
+		br := fmt.Sprintf("%s%d", s.bridge, i)
+		s.t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
+		s.network("", name, fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[{"type":"bridge","bridge":%q,
+"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.%d.0/24"}]]}},{"type":"e2e-sleep","sleepMs":%d}]}`, name, br, s.dirs.IPAM, 5+i, ms))
+	}
+}
+
+// restartNetattach starts the plugin again with the suite's configuration.
+func (s *suite) restartNetattach() {
+	s.t.Helper()
+	off := s.env.ContainerdLogOffset()
+	var err error
+	s.plugin, err = s.env.StartPlugin(s.ctx, binary, "run", "--socket", s.env.NRISocket, "--config", s.dirs.ConfigFile, "--resync-interval", "1s", "--log-level", "debug")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.registeredSince(off)
+}
+
+// wavePod is one pod of a wave and its container.
+type wavePod struct {
+	spec     framework.PodSpec
+	id, cid  string
+	startErr error
+}
+
+// TestPipelinedWaveSurvivesPluginStop: the plugin is stopped (SIGTERM, as
+// a DaemonSet rollout does) or killed (SIGKILL) while a wave of pipelined
+// pods has its ADDs in flight and their containers held by the hook. Once
+// it is back, every pod has exactly the interfaces it asked for, every
+// container started after its networks were attached, and once removed
+// nothing is left.
+func TestPipelinedWaveSurvivesPluginStop(t *testing.T) {
+	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
+		t.Run(sig, func(t *testing.T) {
+			s := newSuite(t, framework.Options{}, map[string]any{"attachMode": "pipelined"})
+			s.slowNetworks(1500)
+			const n = 12
+			pods := make([]*wavePod, n)
+			for i := range pods {
+				spec := framework.PodSpec{Name: fmt.Sprintf("wave-%d", i), Namespace: "team-a", Annotations: map[string]string{annotation: "slow-a,slow-b"}}
+				id, err := s.env.RunPod(s.ctx, spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cid, err := s.env.CreateContainer(s.ctx, id, spec, "app")
+				if err != nil {
+					t.Fatal(err)
+				}
+				pods[i] = &wavePod{spec: spec, id: id, cid: cid}
+			}
+			// The containers start (held by the hook) while the ADDs run.
+			var wg sync.WaitGroup
+			for _, p := range pods {
+				wg.Add(1)
+				go func() { defer wg.Done(); p.startErr = s.env.StartContainer(s.ctx, p.cid) }()
+			}
+			time.Sleep(700 * time.Millisecond)
+			stopStart := time.Now()
+			if sig == "SIGTERM" {
+				if err := s.plugin.Stop(); err != nil {
+					t.Fatalf("stop: %v", err)
+				}
+				code := s.plugin.Cmd.ProcessState.ExitCode()
+				t.Logf("e2e: SIGTERM during the wave: exit %d after %s", code, time.Since(stopStart).Round(time.Millisecond))
+				if code != 0 {
+					t.Errorf("exit code after SIGTERM = %d, want 0", code)
+				}
+				logs := s.plugin.Logs()
+				if !strings.Contains(logs, "stopping: waiting for the attaches in flight") || !strings.Contains(logs, "stopped: every attach finished or rolled back") {
+					t.Errorf("no drain in the log:\n%s", logs)
+				}
+				for _, p := range pods {
+					if st, _ := os.ReadFile(filepath.Join(s.dirs.State, "pending", p.id)); strings.Contains(string(st), `"attaching"`) {
+						t.Errorf("%s: attach state after SIGTERM: %s", p.spec.Name, st)
+					}
+				}
+			} else {
+				if err := s.plugin.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				t.Log("e2e: SIGKILL during the wave")
+			}
+			s.restartNetattach()
+			wg.Wait()
+			t.Logf("e2e: %s: every StartContainer returned %s after the stop", sig, time.Since(stopStart).Round(time.Millisecond))
+			for _, p := range pods {
+				if p.startErr != nil {
+					// As kubelet does: a container that failed is created again.
+					t.Logf("e2e: %s: start failed, retried: %v", p.spec.Name, p.startErr)
+					_ = s.env.RemoveContainer(s.ctx, p.cid)
+					cid, err := s.env.CreateContainer(s.ctx, p.id, p.spec, "app2")
+					if err == nil {
+						err = s.env.StartContainer(s.ctx, cid)
+					}
+					if err != nil {
+						t.Errorf("%s: retried container: %v", p.spec.Name, err)
+						continue
+					}
+					p.cid = cid
+				}
+			}
+			for _, p := range pods {
+				s.checkWavePod(p)
+			}
+			if sig == "SIGKILL" {
+				// The killed plugin left attaches unfinished: the new one
+				// rolled them back from their records before attaching again.
+				n := strings.Count(s.plugin.Logs(), "rolling back an attach that an earlier run left unfinished")
+				t.Logf("e2e: SIGKILL: %d of %d attaches were unfinished and rolled back, then attached again", n, len(pods))
+				if n == 0 {
+					t.Error("no attach was in flight at the kill: the test proves nothing")
+				}
+			}
+			for _, p := range pods {
+				s.remove(p.id)
+			}
+			eventually(t, 10*time.Second, "everything released", func() bool { return s.leftovers().empty() })
+			if out, _ := exec.Command("pgrep", "-f", "e2e-sleep").Output(); len(out) > 0 {
+				t.Errorf("CNI plugins still running: %s", out)
+			}
+		})
+	}
+}
+
+// checkWavePod checks that the pod's container runs, started after the
+// status file was written, and that the pod has exactly lo, eth0, net1 and
+// net2, with addresses of slow-a and slow-b.
+func (s *suite) checkWavePod(p *wavePod) {
+	s.t.Helper()
+	st, err := s.env.Runtime.ContainerStatus(s.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: p.cid})
+	if err != nil {
+		s.t.Errorf("%s: %v", p.spec.Name, err)
+		return
+	}
+	if st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		s.t.Errorf("%s: container %s", p.spec.Name, st.GetStatus().GetState())
+	}
+	started := time.Unix(0, st.GetStatus().GetStartedAt())
+	fi, err := os.Stat(filepath.Join(s.dirs.Status, s.uid(p.id)+".json"))
+	if err != nil || !fi.ModTime().Before(started) {
+		s.t.Errorf("%s: container started at %s, before its networks were attached (status file: %v)", p.spec.Name, started.Format(time.StampMicro), err)
+	}
+	links := s.links(p.id)
+	if got := strings.Join(keys(links), ","); got != "eth0,lo,net1,net2" {
+		s.t.Errorf("%s: interfaces %s, want exactly eth0,lo,net1,net2", p.spec.Name, got)
+	}
+	if addrIn(links["net1"], "10.250.5.") == "" || addrIn(links["net2"], "10.250.6.") == "" {
+		s.t.Errorf("%s: net1 %v, net2 %v", p.spec.Name, links["net1"].Addrs, links["net2"].Addrs)
+	}
 }

@@ -1,13 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nri-netattach/nri-netattach/e2e/framework"
 )
@@ -28,6 +34,17 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 func (s *suite) record(id string) bool {
 	_, err := os.Stat(filepath.Join(s.dirs.State, "sandboxes", id+".json"))
 	return err == nil
+}
+
+// recordState is the state in the sandbox's record, or "" without one.
+func (s *suite) recordState(id string) string {
+	data, err := os.ReadFile(filepath.Join(s.dirs.State, "sandboxes", id+".json"))
+	if err != nil {
+		return ""
+	}
+	var rec struct{ State string }
+	_ = json.Unmarshal(data, &rec)
+	return rec.State
 }
 
 func (s *suite) ipsOf(network string) int {
@@ -113,8 +130,10 @@ func TestPluginCrashAndResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.registeredSince(off)
+	// The record is written before the first ADD: late is attached once
+	// its record says so.
 	took := eventually(t, 10*time.Second, "resync: gone detached, late attached", func() bool {
-		return !s.record(gone) && s.record(late) && s.ipsOf("storage") == 2 && s.ipsOf("fabric") == 1
+		return !s.record(gone) && s.recordState(late) == "attached" && s.ipsOf("storage") == 2 && s.ipsOf("fabric") == 1
 	})
 	t.Logf("e2e: resync done %s after the restart", took.Round(time.Millisecond))
 	links := s.links(late)
@@ -237,9 +256,249 @@ func (s *suite) restartPlugin(cfg map[string]any) {
 	if err := s.plugin.Stop(); err != nil {
 		s.t.Fatal(err)
 	}
-	p, err := s.env.StartNetattach(s.ctx, framework.Netattach{Binary: binary, Config: cfg})
+	p, err := s.env.StartNetattach(s.ctx, framework.Netattach{Binary: binary, Config: syncUnlessSet(cfg)})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	s.plugin = p
+}
+
+// linkIdentity is what a live pod's interface must keep across resyncs.
+func linkIdentity(links map[string]framework.Link) map[string]string {
+	out := map[string]string{}
+	for name, l := range links {
+		addrs := slices.Clone(l.Addrs)
+		slices.Sort(addrs)
+		out[name] = fmt.Sprintf("index=%d mac=%s addrs=%v", l.Index, l.MAC, addrs)
+	}
+	return out
+}
+
+// TestOverlappingResyncsLeaveLivePodsAlone: the plugin restarts while a
+// pod is started without it, then the runtime restarts twice while the
+// resync's attach of that pod runs. The live pods' interfaces stay
+// identical (name, index, MAC, addresses), and the late pod gets exactly
+// the interfaces it asked for, attached once.
+func TestOverlappingResyncsLeaveLivePodsAlone(t *testing.T) {
+	s := newSuite(t, framework.Options{}, nil)
+	s.slowNetworks(1500)
+	live := []string{s.mustPod("team-a", "live-a", "storage,fabric"), s.mustPod("team-a", "live-b", "fabric")}
+	before := map[string]map[string]string{}
+	for _, id := range live {
+		before[id] = linkIdentity(s.links(id))
+	}
+
+	if err := s.plugin.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	late := s.mustPod("team-a", "late", "slow-a,slow-b")
+	s.restartNetattach()
+	for i := 0; i < 2; i++ {
+		off := s.env.ContainerdLogOffset()
+		if err := s.env.RestartContainerd(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.registeredSince(off)
+	}
+	t.Log("e2e: plugin restarted, then containerd restarted twice while the resync attached the late pod")
+	lateNetNS, err := s.env.PodNetNS(s.ctx, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "late pod attached by the resync", func() bool {
+		// A netlink dump taken while the links change may be refused:
+		// look again.
+		links, err := framework.LinksInNetNS(lateNetNS)
+		if err != nil {
+			return false
+		}
+		n1, _ := framework.FindLink(links, "net1")
+		n2, _ := framework.FindLink(links, "net2")
+		return addrIn(n1, "10.250.5.") != "" && addrIn(n2, "10.250.6.") != ""
+	})
+	time.Sleep(2 * time.Second) // a few more resyncs (1s)
+	for _, id := range live {
+		if after := linkIdentity(s.links(id)); !maps.Equal(after, before[id]) {
+			t.Errorf("live pod %s changed:\nbefore %v\nafter  %v", id, before[id], after)
+		}
+	}
+	if got := strings.Join(keys(s.links(late)), ","); got != "eth0,lo,net1,net2" {
+		t.Errorf("late pod: interfaces %s, want exactly eth0,lo,net1,net2", got)
+	}
+	logs := s.plugin.Logs()
+	if n := strings.Count(logs, "resync: pod started while nri-netattach was not connected"); n != 1 {
+		t.Errorf("late pod attached %d times by the resync, want once", n)
+	}
+	if n := strings.Count(logs, "detached and forgot"); n != 0 {
+		t.Errorf("a resync detached %d sandboxes; every pod is alive", n)
+	}
+	t.Logf("e2e: live pods' interfaces identical after 3 resyncs (%d pods); late pod attached once", len(live))
+	for _, id := range append(live, late) {
+		s.remove(id)
+	}
+	eventually(t, 10*time.Second, "everything released", func() bool { return s.leftovers().empty() })
+}
+
+// TestStopDuringSlowRollbackReturnsInTime: a pipelined attach fails and its
+// rollback's DEL takes 3s; StopPodSandbox and RemovePodSandbox arrive
+// meanwhile and return inside the runtime's 2s request timeout, the plugin
+// stays connected, and the teardown completes in the background.
+func TestStopDuringSlowRollbackReturnsInTime(t *testing.T) {
+	const requestTimeout = 2 * time.Second
+	s := newSuite(t, framework.Options{NRIRequestTimeout: requestTimeout}, map[string]any{"attachMode": "pipelined"})
+	s.network("", "slowdel", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"slowdel","plugins":[{"type":"bridge","bridge":%q,
+"ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.7.0/24"}]]}},{"type":"e2e-sleep","delSleepMs":3000},{"type":"e2e-fail"}]}`, s.bridge, s.dirs.IPAM))
+	id := s.mustPod("team-a", "slowdel", "slowdel")
+	time.Sleep(700 * time.Millisecond) // the ADD failed; the rollback's DEL sleeps
+	off := s.env.ContainerdLogOffset()
+	for what, call := range map[string]func(context.Context, string) error{"StopPodSandbox": s.env.StopPod} {
+		start := time.Now()
+		if err := call(s.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		t.Logf("e2e: %s during a 3s rollback returned after %s (request timeout %s)", what, took.Round(time.Millisecond), requestTimeout)
+		if took >= requestTimeout {
+			t.Errorf("%s took %s", what, took)
+		}
+	}
+	start := time.Now()
+	if err := s.env.RemovePod(s.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("e2e: RemovePodSandbox returned after %s", time.Since(start).Round(time.Millisecond))
+	if took := time.Since(start); took >= requestTimeout {
+		t.Errorf("RemovePodSandbox took %s", took)
+	}
+	eventually(t, 10*time.Second, "the teardown finished in the background", func() bool { return s.leftovers().empty() })
+	quick, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	if _, err := s.env.WaitForContainerdLog(quick, off, "10-netattach", "connected and synchronized"); err == nil {
+		t.Error("the plugin had to reconnect: containerd dropped it")
+	}
+	if s.plugin.Exited() {
+		t.Fatal("plugin exited")
+	}
+	after := s.mustPod("team-a", "after", "fabric")
+	eventually(t, 5*time.Second, "the plugin still attaches (it was not dropped by the runtime)", func() bool {
+		return addrIn(s.links(after)["net1"], "10.250.2.") != ""
+	})
+	s.remove(after)
+}
+
+// TestUnreadableRecordsAtStartup: records torn or emptied while the plugin
+// was down (a power loss with a version that did not fsync) are moved
+// aside once, with one log line each; a dead sandbox's attachments are
+// still DELeted, and a live pod whose record was torn keeps its networks
+// and has its IPs released when it is removed (from libcni's cache).
+func TestUnreadableRecordsAtStartup(t *testing.T) {
+	s := newSuite(t, framework.Options{}, nil)
+	torn := s.mustPod("team-a", "torn", "storage")
+	dead := s.mustPod("team-a", "dead", "fabric")
+	tornLinks := linkIdentity(s.links(torn))
+	if err := s.plugin.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	s.remove(dead) // while the plugin is down: its record stays
+	recPath := func(id string) string { return filepath.Join(s.dirs.State, "sandboxes", id+".json") }
+	data, err := os.ReadFile(recPath(torn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recPath(torn), data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(recPath(dead), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.restartNetattach()
+	eventually(t, 10*time.Second, "the dead pod's IP released", func() bool { return s.ipsOf("fabric") == 0 && !s.record(dead) })
+	time.Sleep(3 * time.Second) // a few resyncs (1s)
+	logs := s.plugin.Logs()
+	if n := strings.Count(logs, "unreadable record moved aside"); n != 2 {
+		t.Errorf("%d lines about unreadable records, want 2 (one per file):\n%s", n, logs)
+	}
+	if n := strings.Count(logs, "level=error"); n != 0 {
+		t.Errorf("%d error lines:\n%s", n, logs)
+	}
+	if after := linkIdentity(s.links(torn)); !maps.Equal(after, tornLinks) {
+		t.Errorf("live pod with the torn record changed: %v, was %v", after, tornLinks)
+	}
+	if s.ipsOf("storage") != 1 {
+		t.Fatalf("storage IPs = %d before the removal", s.ipsOf("storage"))
+	}
+	s.remove(torn)
+	eventually(t, 10*time.Second, "the torn pod's IP released at its removal", func() bool { return s.ipsOf("storage") == 0 && !s.record(torn) })
+	moved, _ := filepath.Glob(filepath.Join(s.dirs.State, "unreadable", "*"))
+	t.Logf("e2e: torn and empty records moved aside once (%d files kept for a post-mortem), 2 log lines; dead pod detached, torn pod's IP released at removal", len(moved))
+	eventually(t, 10*time.Second, "everything released", func() bool { return s.leftovers().empty() })
+}
+
+// TestRequiredPluginRefusesContainersWhilePluginDown: with containerd's
+// NRI default validator requiring nri-netattach (globally, or per pod by
+// annotation), a container is refused while the plugin is not connected,
+// and starts with its networks once it is back.
+func TestRequiredPluginRefusesContainersWhilePluginDown(t *testing.T) {
+	cases := []struct {
+		name        string
+		validator   framework.DefaultValidator
+		annotations map[string]string
+	}{
+		{"required_plugins", framework.DefaultValidator{Enable: true, RequiredPlugins: []string{"netattach"}}, nil},
+		{"pod annotation", framework.DefaultValidator{Enable: true}, map[string]string{"required-plugins.noderesource.dev/pod": "[netattach]"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSuite(t, framework.Options{DefaultValidator: &c.validator}, nil)
+			if err := s.plugin.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			spec := framework.PodSpec{Name: "req", Namespace: "team-a", Annotations: map[string]string{annotation: "storage,fabric"}}
+			maps.Copy(spec.Annotations, c.annotations)
+			id, err := s.env.RunPod(s.ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.env.CreateContainer(s.ctx, id, spec, "app")
+			if err == nil || !strings.Contains(err.Error(), `required plugin "netattach" not present`) {
+				t.Fatalf("CreateContainer with the plugin down = %v; want it refused", err)
+			}
+			t.Logf("e2e: %s: container refused while the plugin is down: %.160s", c.name, err)
+
+			s.restartNetattach()
+			cid, err := s.env.CreateContainer(s.ctx, id, spec, "app")
+			if err != nil {
+				t.Fatalf("CreateContainer with the plugin back: %v", err)
+			}
+			if err := s.env.StartContainer(s.ctx, cid); err != nil {
+				t.Fatal(err)
+			}
+			s.checkContainerAfterNetworks(id, cid, "eth0,lo,net1,net2")
+			l := s.links(id)
+			if addrIn(l["net1"], "10.250.1.") == "" || addrIn(l["net2"], "10.250.2.") == "" {
+				t.Errorf("networks: %v", keys(l))
+			}
+			s.remove(id)
+			eventually(t, 10*time.Second, "everything released", func() bool { return s.leftovers().empty() })
+		})
+	}
+}
+
+// checkContainerAfterNetworks: the container runs, started after the
+// pod's status file was written, and the pod has exactly the interfaces
+// want (comma-separated, sorted).
+func (s *suite) checkContainerAfterNetworks(id, cid, want string) {
+	s.t.Helper()
+	st, err := s.env.Runtime.ContainerStatus(s.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: cid})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	started := time.Unix(0, st.GetStatus().GetStartedAt())
+	fi, err := os.Stat(filepath.Join(s.dirs.Status, s.uid(id)+".json"))
+	if err != nil || !fi.ModTime().Before(started) || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		s.t.Errorf("container %s at %s; status file: %v", st.GetStatus().GetState(), started.Format(time.StampMicro), err)
+	}
+	if got := strings.Join(keys(s.links(id)), ","); got != want {
+		s.t.Errorf("interfaces %s, want exactly %s", got, want)
+	}
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make bench: pod start latency, waves of pods and the plugin's own overhead
 # in both attach modes, goroutine/fd growth over many pod cycles and RSS with
-# many live attachments, all on one private containerd (hack/bench/main.go);
+# many live attachments, all on one private containerd (e2e/bench/main.go);
 # then the config and attach micro-benchmarks. Needs root.
 #   hack/bench.sh            full run (as `make bench`)
 #   hack/bench.sh --quick    smoke run with small counts
-# Other flags go to the bench program: go run ./hack/bench -h lists them.
+# Other flags go to the bench program: go run ./e2e/bench -h lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -18,7 +18,7 @@ if [ -z "${MAKELEVEL:-}" ]; then # make bench has done both already
 fi
 rm -rf .cache/bench/logs # containerd's and the plugin's logs of the last run
 mkdir -p .cache/bench/logs
-go build -o .cache/bench/bench ./hack/bench
+go build -o .cache/bench/bench ./e2e/bench
 # In a session of its own, so that a Ctrl-C on the terminal reaches only the
 # bench (forwarded below), not the containerd it runs: it then removes its
 # pods through that containerd and cleans up everything before exiting.

@@ -5,14 +5,12 @@ import (
 	"os"
 
 	"github.com/containerd/nri/pkg/api"
+
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
-// hookTimeout bounds the wait-attached hook (seconds, for runc). The
-// background attach it waits for is bounded by backgroundAttachTimeout.
-const hookTimeout = int64(backgroundAttachTimeout/1e9) + 5
-
-// CreateContainer holds the containers of a pod whose pipelined attach is
-// still running, with an OCI hook that waits for it (no container starts
+// CreateContainer holds the containers of a pod whose background attach
+// (pipelined mode, or the resync's) is still running, with an OCI hook that waits for it (no container starts
 // before its networks are attached), fails them when it failed, and mounts
 // the pod's network-status file into them when statusInContainers is set.
 // It never waits itself: it runs under the runtime's node-wide lock.
@@ -21,9 +19,8 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	if st == nil {
 		return nil, nil, nil
 	}
-	hook, err := p.pipe.hold(st.mgr, pod.GetId())
+	hook, err := p.hold(st, pod)
 	if err != nil {
-		err = podErr(pod, err)
 		podLog(p.log, pod).WithField("container", ctr.GetName()).WithError(err).Warn("container refused: networks not attached")
 		return nil, nil, err
 	}
@@ -31,8 +28,8 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	if hook {
 		adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{{
 			Path:    st.hookBinary,
-			Args:    []string{st.hookBinary, "wait-attached", "--state-dir", st.cfg.StateDir, "--sandbox", pod.GetId()},
-			Timeout: &api.OptionalInt{Value: hookTimeout},
+			Args:    gate.Hook{Binary: st.hookBinary, StateDir: st.cfg.StateDir, SandboxID: pod.GetId()}.Args(),
+			Timeout: &api.OptionalInt{Value: gate.RuncTimeout()},
 		}}})
 		podLog(p.log, pod).WithField("container", ctr.GetName()).Debug("networks still attaching: container held by the wait-attached hook")
 	}

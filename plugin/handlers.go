@@ -12,9 +12,10 @@ import (
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/devices"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
-// RunPodSandbox attaches the pod's secondary networks (§7). An error fails
+// RunPodSandbox attaches the pod's secondary networks. An error fails
 // the sandbox; kubelet retries it. In pipelined mode it only resolves and
 // validates (bad input still fails the sandbox at once) and starts the
 // attach in the background; the pod's containers are held until it is done
@@ -44,19 +45,17 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 				return podErr(pod, err)
 			}
 		}
-		err := p.pipe.start(st.mgr, ap.SandboxID, func(ctx context.Context) error {
-			err := p.attach(ctx, st, ap, atts, log, time.Now())
-			if err != nil && ctx.Err() != context.Canceled {
-				withWhich(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
-			}
-			return err
-		})
-		if err != nil {
+		if err := p.startAttach(st, request{pod: pod, resolved: &resolution{ap, atts}}); err != nil {
 			return podErr(pod, err)
 		}
 		log.WithField("resolve", time.Since(start)).Debug("attach runs in the background (pipelined)")
 		return nil
 	}
+	unlock, err := p.sb.serial.LockContext(ctx, pod.GetId())
+	if err != nil {
+		return podErr(pod, fmt.Errorf("the sandbox is busy: %w", err))
+	}
+	defer unlock()
 	if err := p.attach(ctx, st, ap, atts, log, start); err != nil {
 		withWhich(log, err).WithError(err).Error("attach failed; sandbox rejected")
 		return err
@@ -71,6 +70,19 @@ func withWhich(log *logrus.Entry, err error) *logrus.Entry {
 	}
 	return log
 }
+
+// The attached event: a log entry with FieldEvent = AttachedEvent, for each
+// pod attached, with FieldElapsed (the attach, from the handler's entry in
+// sync mode, from the background attach's start in pipelined mode) and
+// FieldCNI (the part of it spent in CNI plugin processes). Durations are
+// nanoseconds in the JSON log format. Tools read these fields, never the
+// message.
+const (
+	FieldEvent    = "event"
+	AttachedEvent = "pod-attached"
+	FieldElapsed  = "elapsed"
+	FieldCNI      = "cni"
+)
 
 // attach runs the attach of a resolved pod and logs its outcome: elapsed
 // is the time since start (the handler's entry, in sync mode), cni the
@@ -93,7 +105,9 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 	for i := range atts {
 		which[i] = atts[i].Name() + "@" + atts[i].IfName
 	}
-	log.WithFields(logrus.Fields{"networks": strings.Join(which, ","), "elapsed": elapsed, "cni": stats.CNI}).Info("attached")
+	// This line is also an event for tools (make bench reads it): its
+	// event, elapsed and cni fields are a contract, see AttachedEvent.
+	log.WithFields(logrus.Fields{"networks": strings.Join(which, ","), FieldEvent: AttachedEvent, FieldElapsed: elapsed, FieldCNI: stats.CNI}).Info("attached")
 	return nil
 }
 
@@ -153,37 +167,66 @@ func podErr(pod *api.PodSandbox, err error) error {
 	return fmt.Errorf("pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
 }
 
-// StopPodSandbox DELs the sandbox's attachments (§8). Errors are logged,
+// StopPodSandbox DELs the sandbox's attachments. Errors are logged,
 // never returned: teardown is never blocked.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "stop", func(ctx context.Context, m *attach.Manager) error {
-		return m.Detach(ctx, pod.GetId())
+	p.teardown(ctx, pod, "stop", func(ctx context.Context, st *state) error {
+		return st.mgr.Detach(ctx, pod.GetId())
 	})
 	return nil
 }
 
-// RemovePodSandbox DELs what is left and forgets the sandbox (§8).
+// RemovePodSandbox DELs what is left and forgets the sandbox.
 func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "remove", func(ctx context.Context, m *attach.Manager) error {
-		return m.Remove(ctx, pod.GetId())
+	p.teardown(ctx, pod, "remove", func(ctx context.Context, st *state) error {
+		if err := st.mgr.Remove(ctx, pod.GetId()); err != nil {
+			return err
+		}
+		return p.sb.dropGate(st.mgr.StateDir(), pod.GetId())
 	})
 	return nil
 }
 
-func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string, fn func(context.Context, *attach.Manager) error) {
+// teardown runs fn under the sandbox's lock, inside the handler's budget,
+// and never past it: an attach running in the background is cancelled (it
+// rolls back), and when the sandbox stays busy longer than the budget (a
+// slow rollback, a resync) the teardown goes on in the background and the
+// event returns in time. A DEL cut short by the budget stays recorded, and
+// the resync retries it.
+func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string, fn func(context.Context, *state) error) {
 	st := p.current()
 	if st == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
 	defer cancel()
+	p.sb.cancel(pod.GetId(), errStopping)
+	// Waiting for the lock holds the runtime's node-wide lock: a cancelled
+	// attach usually rolls back in a few milliseconds, anything slower is
+	// finished in the background.
+	lockCtx, cancelLock := context.WithTimeout(ctx, p.budget(st.cfg)/4)
+	defer cancelLock()
+	unlock, err := p.sb.serial.LockContext(lockCtx, pod.GetId())
+	if err != nil {
+		p.teardownLater(st, pod, what, func(ctx context.Context) error { return fn(ctx, st) })
+		return
+	}
+	defer unlock()
+	p.teardownLocked(ctx, st, pod, what, func(ctx context.Context) error { return fn(ctx, st) })
+}
+
+// teardownLocked is a teardown under the sandbox's lock. Containers still
+// held by the hook are failed: the sandbox is going away.
+func (p *Plugin) teardownLocked(ctx context.Context, st *state, pod *api.PodSandbox, what string, fn func(context.Context) error) {
 	start := time.Now()
-	// An attach still running in the background is cancelled (it rolls
-	// back) before the DELs.
-	p.pipe.cancel(ctx, pod.GetId())
 	log := podLog(p.log, pod)
 	defer p.publishTeardown(st, podRef(pod), what)
-	if err := fn(ctx, st.mgr); err != nil {
+	if g, ok := p.sb.gate(pod.GetId()); ok && g.State != gate.Attached && g.State != gate.RolledBack {
+		if err := p.sb.setGate(st.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.RolledBack, Error: errStopping.Error()}); err != nil {
+			log.WithError(err).Warn(what + ": releasing the held containers")
+		}
+	}
+	if err := fn(ctx); err != nil {
 		p.detachFailed(pod.GetId(), withWhich(log, err), err, what+": detach incomplete; the resync retries it")
 		return
 	}

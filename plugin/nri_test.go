@@ -104,7 +104,9 @@ func startPlugin(t *testing.T, binDir string, requestTimeout time.Duration, twea
 	h.rt = startRuntime(t, h.socket)
 	t.Cleanup(h.rt.Stop)
 	h.proxy = newProxy(t, h.socket)
-	h.cfg = &config.Config{NetworksDir: h.netDir, StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{binDir}}
+	// Sync unless a tweak says otherwise: most tests check the attach's
+	// outcome right after RunPodSandbox.
+	h.cfg = &config.Config{NetworksDir: h.netDir, StateDir: filepath.Join(dir, "state"), StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{binDir}, AttachMode: config.AttachSync}
 	for _, tw := range tweaks {
 		tw(h.cfg)
 	}
@@ -360,7 +362,8 @@ func TestResyncAfterReconnect(t *testing.T) {
 	h := startPlugin(t, realCNIBin(t), 2*time.Second)
 	h.writeNetwork("", "br", bridgeNet(t, "br", "10.212.0.0/24", h.dataDir))
 	keep := pod("sb-keep", "team-a", "keep", newNetNSWithEth0(t), "br")
-	gone := pod("sb-gone", "team-a", "gone", newNetNSWithEth0(t), "br")
+	goneNetNS := newNetNSWithEth0(t)
+	gone := pod("sb-gone", "team-a", "gone", goneNetNS, "br")
 	for _, p := range []*api.PodSandbox{keep, gone} {
 		if err := h.run(p); err != nil {
 			t.Fatal(err)
@@ -369,7 +372,9 @@ func TestResyncAfterReconnect(t *testing.T) {
 	late := pod("sb-late", "team-a", "late", newNetNSWithEth0(t), "br")
 
 	// The runtime restarts: the old connection closes, a new runtime lists
-	// only keep (gone was removed meanwhile) and late (started meanwhile).
+	// only keep (gone was removed meanwhile: its netns with it) and late
+	// (started meanwhile).
+	mustRun(t, "ip", "netns", "del", filepath.Base(goneNetNS))
 	h.rt.Stop()
 	h.proxy.cut()
 	if err := os.Remove(h.socket); err != nil && !os.IsNotExist(err) {
@@ -407,7 +412,7 @@ func TestPeriodicCheckDetachesWhenNetnsGone(t *testing.T) {
 	if err := h.run(pod("sb-vanish", "team-a", "web", netns, "br")); err != nil {
 		t.Fatal(err)
 	}
-	// The runtime tears the sandbox down without telling NRI (§8).
+	// The runtime tears the sandbox down without telling NRI.
 	mustRun(t, "ip", "netns", "del", filepath.Base(netns))
 	deadline := time.Now().Add(5 * time.Second)
 	for {

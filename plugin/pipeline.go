@@ -2,125 +2,345 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
+
 	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
-// backgroundAttachTimeout bounds a pipelined attach. It runs outside any
-// NRI request; the containers it holds wait in an OCI hook.
-const backgroundAttachTimeout = 20 * time.Second
+// sandboxes is the one path every piece of work on a sandbox goes through:
+// events, background attaches and resyncs take its lock (serial), so they
+// never act on one sandbox at once. It also keeps the gates of package gate
+// (whether the sandbox's containers may start) and the background attaches
+// in flight, so that a stop can finish or roll them back.
+//
+// Background attaches run for pipelined mode (RunPodSandbox returns before
+// the CNI work) and for the resync (pods that started while the plugin was
+// not connected, or whose attach a stopped plugin left unfinished). Their
+// containers are held by the wait-attached hook, which runc runs outside
+// the runtime's node-wide NRI lock: CreateContainer never waits.
+type sandboxes struct {
+	serial attach.KeyedMutex
 
-// pipeline runs pipelined attaches (attachMode: pipelined). RunPodSandbox
-// starts them; CreateContainer never waits for them, since the runtime
-// holds its node-wide NRI lock across every event and waiting there would
-// stall every other pod, including the RunPodSandbox events that start
-// their attaches. Instead a container created while its pod's attach runs
-// gets an OCI createRuntime hook (`nri-netattach wait-attached`): runc runs
-// it while creating the container, outside the lock, and the container's
-// process does not start before the hook says the networks are attached.
-type pipeline struct {
-	mu   sync.Mutex
-	jobs map[string]*job // by sandbox ID; gone once attached
+	mu    sync.Mutex
+	gates map[string]gate.Status // cache of the gate files, by sandbox ID
+	jobs  map[string]*job        // background attaches in flight
+	wg    sync.WaitGroup         // every background goroutine
 }
 
 // job is one background attach.
 type job struct {
-	done      chan struct{}
-	err       error
-	cancel    context.CancelFunc
-	cancelled atomic.Bool
-	run       func(context.Context) error
+	cancel context.CancelCauseFunc
+	done   chan struct{}
 }
 
-// start marks the sandbox's attach pending and runs fn in the background.
-func (pl *pipeline) start(m *attach.Manager, id string, fn func(context.Context) error) error {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	if pl.jobs == nil {
-		pl.jobs = map[string]*job{}
+// Why a background attach is cancelled.
+var (
+	errStopping = errors.New("the sandbox is being stopped")
+	errShutdown = errors.New("nri-netattach stopped before the attach finished; it attaches again when it is back")
+)
+
+// loadGates fills the cache from the gate files: after a restart, the
+// containers of a sandbox whose attach is not finished stay held.
+func (sb *sandboxes) loadGates(stateDir string) error {
+	all, err := gate.List(stateDir)
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if all != nil {
+		sb.gates = all
 	}
-	j, err := pl.launch(m, id, fn)
-	if err != nil {
-		return err
+	if sb.gates == nil {
+		sb.gates = map[string]gate.Status{}
 	}
-	pl.jobs[id] = j
+	if sb.jobs == nil {
+		sb.jobs = map[string]*job{}
+	}
+	return err
+}
+
+func (sb *sandboxes) gate(id string) (gate.Status, bool) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	g, ok := sb.gates[id]
+	return g, ok
+}
+
+// setGate writes a sandbox's gate file and its cache entry, together: the
+// cache never says what the file does not.
+func (sb *sandboxes) setGate(stateDir, id string, st gate.Status) error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.setGateLocked(stateDir, id, st)
+}
+
+func (sb *sandboxes) setGateLocked(stateDir, id string, st gate.Status) error {
+	if err := gate.Write(stateDir, id, st); err != nil {
+		return fmt.Errorf("writing the attach state for the wait-attached hook: %w", err)
+	}
+	sb.gates[id] = st
 	return nil
 }
 
-func (pl *pipeline) launch(m *attach.Manager, id string, fn func(context.Context) error) (*job, error) {
-	if err := m.MarkPending(id); err != nil {
-		return nil, fmt.Errorf("marking the attach pending: %w", err)
+// updateGate is setGate for a sandbox that still has a gate: one removed
+// meanwhile gets none back.
+func (sb *sandboxes) updateGate(stateDir, id string, st gate.Status) error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if _, ok := sb.gates[id]; !ok {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), backgroundAttachTimeout)
-	j := &job{done: make(chan struct{}), cancel: cancel, run: fn}
+	return sb.setGateLocked(stateDir, id, st)
+}
+
+func (sb *sandboxes) dropGate(stateDir, id string) error {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	delete(sb.gates, id)
+	return gate.Remove(stateDir, id)
+}
+
+func (sb *sandboxes) running(id string) bool {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	return sb.jobs[id] != nil
+}
+
+// cancel asks the sandbox's background attach, if any, to stop and roll
+// back. It does not wait: the caller takes the sandbox's lock for that.
+func (sb *sandboxes) cancel(id string, cause error) {
+	sb.mu.Lock()
+	j := sb.jobs[id]
+	sb.mu.Unlock()
+	if j != nil {
+		j.cancel(cause)
+	}
+}
+
+// background runs fn outside any request, tracked for the drain at stop.
+func (sb *sandboxes) background(fn func()) {
+	sb.wg.Add(1)
 	go func() {
-		defer cancel()
-		j.err = fn(ctx)
-		// The hook reads the outcome from the marker; a cancelled attach
-		// (the sandbox is stopping) leaves none.
-		if j.err != nil && !j.cancelled.Load() {
-			_ = m.MarkFailed(id, j.err)
-		} else {
-			_ = m.ClearPending(id)
-		}
-		close(j.done)
+		defer sb.wg.Done()
+		fn()
 	}()
-	return j, nil
 }
 
-// pending tells whether an attach of the sandbox is in flight or failed.
-func (pl *pipeline) pending(id string) bool {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return pl.jobs[id] != nil
+// request is what a background attach works from: the pod, and, when the
+// handler resolved it already, its resolution.
+type request struct {
+	pod      *api.PodSandbox
+	resolved *resolution
+	// why is logged when the attach starts ("" for RunPodSandbox).
+	why string
 }
 
-// hold tells CreateContainer what to do, without waiting: nothing (no
-// attach, or it is done), add the hook (the attach is still running), or
-// fail with the attach's error, in which case a new attempt starts for the
-// runtime's next CreateContainer.
-func (pl *pipeline) hold(m *attach.Manager, id string) (hook bool, err error) {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	j := pl.jobs[id]
-	if j == nil {
-		return false, nil
+type resolution struct {
+	pod  attach.Pod
+	reqs []config.Request
+}
+
+// startAttach marks the sandbox attaching (its containers are held from
+// now on) and attaches in the background.
+func (p *Plugin) startAttach(st *state, req request) error {
+	id := req.pod.GetId()
+	if err := p.sb.setGate(st.mgr.StateDir(), id, gate.Status{State: gate.Attaching, Deadline: time.Now().Add(gate.AttachTimeout)}); err != nil {
+		return err
 	}
-	select {
-	case <-j.done:
-	default:
-		return true, nil
-	}
-	if j.err == nil {
-		delete(pl.jobs, id)
-		return false, nil
-	}
-	next, err := pl.launch(m, id, j.run)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancelTimeout := context.WithTimeout(ctx, gate.AttachTimeout)
+	j := &job{cancel: cancel, done: make(chan struct{})}
+	p.sb.mu.Lock()
+	p.sb.jobs[id] = j
+	p.sb.mu.Unlock()
+	p.sb.background(func() {
+		defer close(j.done)
+		defer cancelTimeout()
+		// The outcome is written under the sandbox's lock too, so that a
+		// teardown that follows finds it final.
+		defer p.sb.serial.Lock(id)()
+		err := ctx.Err()
+		if err == nil {
+			err = p.attachInBackground(ctx, st, req)
+		}
+		p.sb.mu.Lock()
+		if p.sb.jobs[id] == j {
+			delete(p.sb.jobs, id)
+		}
+		p.sb.mu.Unlock()
+		p.finish(st, req.pod, err, context.Cause(ctx))
+	})
+	return nil
+}
+
+// attachInBackground is one background attach, under the sandbox's lock:
+// an attach an earlier run left unfinished is rolled back from its record
+// first, then the pod is resolved (unless the handler did) and attached.
+func (p *Plugin) attachInBackground(ctx context.Context, st *state, req request) error {
+	log := podLog(p.log, req.pod)
+	rec, err := st.mgr.Record(req.pod.GetId())
 	if err != nil {
-		return false, err
+		return podErr(req.pod, err)
 	}
-	pl.jobs[id] = next
-	return false, fmt.Errorf("%w (retrying in the background)", j.err)
+	switch {
+	case rec != nil && rec.State == attach.StateAttached:
+		return nil // attached already: never again
+	case rec != nil && rec.State == attach.StateAttaching:
+		// Roll back before resolving: the interfaces it added would take
+		// the names the pod asks for.
+		log.WithField("attachments", len(rec.Attachments)).Info("rolling back an attach that an earlier run left unfinished")
+		if err := st.mgr.RollBack(ctx, rec.SandboxID); err != nil {
+			return podErr(req.pod, fmt.Errorf("rolling back an unfinished attach: %w", err))
+		}
+	}
+	start := time.Now()
+	res := req.resolved
+	if res == nil {
+		ap, reqs, err := p.resolve(ctx, st, req.pod, log)
+		if err != nil {
+			return podErr(req.pod, err)
+		}
+		if ap.SandboxID == "" { // hostNetwork
+			return nil
+		}
+		res = &resolution{ap, reqs}
+	}
+	if req.why != "" {
+		log.WithField("networks", len(res.reqs)).Info(req.why)
+	}
+	return p.attach(ctx, st, res.pod, res.reqs, log, start)
 }
 
-// cancel stops the sandbox's attach, if any, and waits (within ctx) for it
-// to roll back.
-func (pl *pipeline) cancel(ctx context.Context, id string) {
-	pl.mu.Lock()
-	j := pl.jobs[id]
-	delete(pl.jobs, id)
-	pl.mu.Unlock()
-	if j == nil {
-		return
+// finish writes the outcome of a background attach for the hook.
+func (p *Plugin) finish(st *state, pod *api.PodSandbox, err, cause error) {
+	log := podLog(p.log, pod)
+	status := gate.Status{State: gate.Attached}
+	switch {
+	case err == nil:
+	case errors.Is(cause, errStopping) || errors.Is(cause, errShutdown):
+		status = gate.Status{State: gate.RolledBack, Error: cause.Error()}
+		log.WithError(cause).Info("background attach rolled back")
+	default:
+		status = gate.Status{State: gate.Failed, Error: err.Error()}
+		withWhich(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
 	}
-	j.cancelled.Store(true)
-	j.cancel()
+	// A sandbox removed meanwhile keeps no gate.
+	if werr := p.sb.updateGate(st.mgr.StateDir(), pod.GetId(), status); werr != nil {
+		log.WithError(werr).Error("background attach: recording its outcome")
+	}
+}
+
+// hold tells CreateContainer what to do, from the gate cache only: nothing
+// (no attach, or it is done), add the hook (an attach runs), or fail with
+// the attach's error, in which case a new attempt starts for the runtime's
+// next CreateContainer.
+func (p *Plugin) hold(st *state, pod *api.PodSandbox) (hook bool, err error) {
+	g, ok := p.sb.gate(pod.GetId())
+	if !ok {
+		return false, nil
+	}
+	switch g.State {
+	case gate.Attaching:
+		return true, nil
+	case gate.Failed:
+		if !p.sb.running(pod.GetId()) {
+			if err := p.startAttach(st, request{pod: pod}); err != nil {
+				return false, podErr(pod, err)
+			}
+		}
+		// The error names the pod already.
+		return false, fmt.Errorf("%s (retrying in the background)", g.Error)
+	case gate.RolledBack:
+		return false, podErr(pod, fmt.Errorf("secondary networks not attached: %s", g.Error))
+	}
+	return false, nil
+}
+
+// Bounds of a graceful stop: the attaches in flight get drainTimeout to
+// finish, then they are cancelled and get rollbackTimeout to roll back.
+// Their sum stays well below the DaemonSet's terminationGracePeriodSeconds
+// and the systemd unit's TimeoutStopSec (30 s).
+const (
+	drainTimeout    = 10 * time.Second
+	rollbackTimeout = 8 * time.Second
+)
+
+// drain waits for the background work to end: attaches in flight finish,
+// or are cancelled and rolled back when they take longer than
+// drainTimeout, so that every gate and record is final when the process
+// exits.
+func (p *Plugin) drain() {
+	done := make(chan struct{})
+	go func() {
+		p.sb.wg.Wait()
+		close(done)
+	}()
+	p.sb.mu.Lock()
+	n := len(p.sb.jobs)
+	p.sb.mu.Unlock()
+	if n > 0 {
+		p.log.WithField("attaches", n).Info("stopping: waiting for the attaches in flight")
+	}
 	select {
-	case <-j.done:
-	case <-ctx.Done():
+	case <-done:
+		return
+	case <-time.After(drainTimeout):
 	}
+	p.sb.mu.Lock()
+	for _, j := range p.sb.jobs {
+		j.cancel(errShutdown)
+	}
+	n = len(p.sb.jobs)
+	p.sb.mu.Unlock()
+	p.log.WithField("attaches", n).Warn("stopping: attaches still in flight after the drain timeout; rolling them back")
+	select {
+	case <-done:
+	case <-time.After(rollbackTimeout):
+		p.log.Error("stopping: rollbacks still running; the next start finishes them from their records")
+	}
+}
+
+// teardownLater finishes a teardown that could not take the sandbox's
+// lock in time (a rollback or a resync holds it): the event returns, the
+// work is done when the lock is free.
+func (p *Plugin) teardownLater(st *state, pod *api.PodSandbox, what string, fn func(context.Context) error) {
+	podLog(p.log, pod).Info(what + ": the sandbox is busy; detaching in the background")
+	p.sb.background(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+		defer cancel()
+		unlock, err := p.sb.serial.LockContext(ctx, pod.GetId())
+		if err != nil {
+			p.detachFailed(pod.GetId(), podLog(p.log, pod), err, what+": detach incomplete; the resync retries it")
+			return
+		}
+		defer unlock()
+		p.teardownLocked(ctx, st, pod, what, fn)
+	})
+}
+
+// needsAttach tells whether a live pod must be attached by the resync: it
+// asks for networks, has a network namespace, and has no finished attach
+// (no record: the plugin was not connected when it started, or a stopped
+// plugin rolled it back; or a record left attaching by a killed plugin).
+func needsAttach(cfg *config.Config, pod *api.PodSandbox, rec *attach.Record) bool {
+	if rec != nil && rec.State != attach.StateAttaching {
+		return false
+	}
+	netns := netnsPath(pod)
+	if netns == "" || !attach.NetNSExists(netns) {
+		return false
+	}
+	sels, err := cfg.PodSelections(pod.GetNamespace(), pod.GetAnnotations())
+	return err != nil || len(sels) > 0
+}
+
+// logFields for a sandbox known only by its record.
+func recLog(l *logrus.Logger, rec *attach.Record) *logrus.Entry {
+	return l.WithFields(logrus.Fields{"pod": rec.PodName(), "sandbox": shortID(rec.SandboxID)})
 }

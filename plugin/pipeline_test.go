@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -10,9 +11,11 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
 func pipelined(c *config.Config) { c.AttachMode = config.AttachPipelined }
@@ -66,7 +69,7 @@ func TestPipelinedAttachHoldsContainersWithAHook(t *testing.T) {
 	// What the hook does: wait until attached.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipe"); err != nil {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipe"); err != nil {
 		t.Fatalf("WaitAttached: %v", err)
 	}
 	if took := time.Since(start); took < 400*time.Millisecond {
@@ -92,7 +95,7 @@ func TestPipelinedFailureFailsContainersAndRetries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	want := "pod team-a/web: network broken (interface net1): CNI ADD failed"
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil || !strings.Contains(err.Error(), want) {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("WaitAttached = %v; want the attach error", err)
 	}
 	// The next CreateContainer fails with it and starts a retry, which
@@ -102,7 +105,10 @@ func TestPipelinedFailureFailsContainersAndRetries(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("CreateContainer #%d error = %v; want the attach error", i+1, err)
 		}
-		if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil {
+		if strings.Count(err.Error(), "team-a/web") != 1 {
+			t.Errorf("CreateContainer #%d error names the pod more than once: %v", i+1, err)
+		}
+		if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipefail"); err == nil {
 			t.Fatal("the retry succeeded")
 		}
 	}
@@ -146,7 +152,7 @@ func TestStopCancelsPipelinedAttach(t *testing.T) {
 	// A container held meanwhile is failed, not started.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := attach.WaitAttached(ctx, h.cfg.StateDir, "sb-pipestop"); err == nil || !strings.Contains(err.Error(), "not attached") {
+	if err := gate.Wait(ctx, h.cfg.StateDir, "sb-pipestop"); err == nil || !strings.Contains(err.Error(), "not attached") {
 		t.Errorf("WaitAttached after StopPodSandbox = %v", err)
 	}
 }
@@ -190,24 +196,137 @@ func contains(list []string, s string) bool {
 }
 
 func TestEventSubscription(t *testing.T) {
-	cases := []struct {
-		cfg  config.Config
-		want bool
-	}{
-		{config.Config{AttachMode: config.AttachSync}, false},
-		{config.Config{AttachMode: config.AttachPipelined}, true},
-		{config.Config{AttachMode: config.AttachSync, StatusInContainers: &config.StatusInContainers{Path: "/x"}}, true},
-	}
-	for _, c := range cases {
-		mask, err := events(&c.cfg)
+	// Every mode holds containers of pods attached in the background (the
+	// resync's attaches too), so CreateContainer is always subscribed.
+	for _, c := range []config.Config{{AttachMode: config.AttachSync}, {AttachMode: config.AttachPipelined}} {
+		mask, err := events(&c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := mask.IsSet(api.Event_CREATE_CONTAINER); got != c.want {
-			t.Errorf("%+v: CreateContainer subscribed = %v, want %v", c.cfg, got, c.want)
+		for _, e := range []api.Event{api.Event_RUN_POD_SANDBOX, api.Event_STOP_POD_SANDBOX, api.Event_REMOVE_POD_SANDBOX, api.Event_CREATE_CONTAINER} {
+			if !mask.IsSet(e) {
+				t.Errorf("%s: %s not subscribed: %s", c.AttachMode, e, mask.PrettyString())
+			}
 		}
-		if !mask.IsSet(api.Event_RUN_POD_SANDBOX) || !mask.IsSet(api.Event_STOP_POD_SANDBOX) || !mask.IsSet(api.Event_REMOVE_POD_SANDBOX) {
-			t.Errorf("%+v: pod events not all subscribed: %s", c.cfg, mask.PrettyString())
+	}
+}
+
+func TestStopDuringSlowRollbackReturnsInTime(t *testing.T) {
+	const requestTimeout = 2 * time.Second
+	h := startPlugin(t, realCNIBin(t), requestTimeout, pipelined)
+	// ADD fails after the bridge; the rollback's DEL then takes 3s in
+	// e2e-sleep, holding the sandbox.
+	b := bridgeNet(t, "slowdel", "10.217.0.0/24", h.dataDir)
+	h.writeNetwork("", "slowdel", strings.Replace(b, `}}]}`, `}},{"type":"e2e-sleep","delSleepMs":3000},{"type":"e2e-fail"}]}`, 1))
+	p := pod("sb-slowdel", "team-a", "web", newNetNSWithEth0(t), "slowdel")
+	if err := h.run(p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the ADD failed; the rollback's slow DEL runs
+	for _, step := range []struct {
+		name string
+		call func() error
+	}{
+		{"StopPodSandbox", func() error {
+			return h.rt.StopPodSandbox(context.Background(), &api.StopPodSandboxRequest{Pod: p})
+		}},
+		{"RemovePodSandbox", func() error {
+			return h.rt.RemovePodSandbox(context.Background(), &api.RemovePodSandboxRequest{Pod: p})
+		}},
+	} {
+		start := time.Now()
+		if err := step.call(); err != nil {
+			t.Fatal(err)
 		}
+		if took := time.Since(start); took >= requestTimeout {
+			t.Errorf("%s took %s; it must return inside the %s request timeout", step.name, took, requestTimeout)
+		}
+	}
+	// The teardown finishes in the background once the rollback is done.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, _ := attach.ListRecords(h.cfg.StateDir)
+		gates, _ := filepath.Glob(filepath.Join(h.cfg.StateDir, gate.Dir, "*"))
+		if len(recs) == 0 && len(gates) == 0 && len(hostLocalIPs(t, h.dataDir, "slowdel")) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s later: records %d, gates %v, IPs %v", len(recs), gates, hostLocalIPs(t, h.dataDir, "slowdel"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Still connected: a bad pod is still rejected by the plugin.
+	if err := h.run(pod("sb-next", "team-a", "web", "/proc/self/ns/net", "Bad_Name")); err == nil {
+		t.Fatal("plugin no longer connected: a bad pod was accepted")
+	}
+}
+
+// newOffline is a configured plugin that is not connected: its handlers
+// are called directly.
+func newOffline(t *testing.T, stateDir string) *Plugin {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := &config.Config{NetworksDir: filepath.Join(dir, "networks.d"), StateDir: stateDir, StatusDir: filepath.Join(dir, "status"), CNIBinDirs: []string{dir}}
+	cfg.Default()
+	p, err := New(Options{Config: cfg, Log: logrus.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A plugin that restarts while an attach runs still holds the containers
+// created for that sandbox: the gate files are the truth, loaded at start.
+func TestRestartedPluginStillHoldsContainers(t *testing.T) {
+	state := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(state, gate.Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for id, st := range map[string]gate.Status{
+		"sb-attaching": {State: gate.Attaching},
+		"sb-attached":  {State: gate.Attached},
+		"sb-failed":    {State: gate.Failed, Error: "pod team-a/web: network n (interface net1): CNI ADD failed: boom"},
+	} {
+		if err := gate.Write(state, id, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newOffline(t, state)
+	ctx := context.Background()
+	hooked := func(id string) (bool, error) {
+		adj, _, err := p.CreateContainer(ctx, &api.PodSandbox{Id: id, Namespace: "team-a", Name: "web"}, &api.Container{Name: "app"})
+		return hookOf(adj) != nil, err
+	}
+	if held, err := hooked("sb-attaching"); !held || err != nil {
+		t.Errorf("sandbox attaching before the restart: hook %v, err %v; want it held", held, err)
+	}
+	if held, err := hooked("sb-attached"); held || err != nil {
+		t.Errorf("sandbox attached: hook %v, err %v", held, err)
+	}
+	if _, err := hooked("sb-failed"); err == nil || strings.Count(err.Error(), "team-a/web") != 1 {
+		t.Errorf("sandbox whose attach failed: %v; want its error, naming the pod once", err)
+	}
+}
+
+// Synchronize marks the live pods the resync attaches before it returns,
+// so that containers created right after the reconnection are held.
+func TestSynchronizeHoldsPodsToAttach(t *testing.T) {
+	state := t.TempDir()
+	p := newOffline(t, state)
+	netns := newNetNSWithEth0(t)
+	want := pod("sb-late", "team-a", "late", netns, "somenet")
+	plain := pod("sb-plain", "team-a", "plain", netns, "")
+	if _, err := p.Synchronize(context.Background(), []*api.PodSandbox{want, plain}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok, _ := gate.Read(state, "sb-late"); !ok || st.State != gate.Attaching {
+		t.Errorf("pod that asks for networks: gate %+v (%v); want attaching", st, ok)
+	}
+	if _, ok, _ := gate.Read(state, "sb-plain"); ok {
+		t.Error("pod without networks got a gate")
+	}
+	adj, _, err := p.CreateContainer(context.Background(), want, &api.Container{Name: "app"})
+	if err != nil || hookOf(adj) == nil {
+		t.Errorf("container of a pod the resync attaches: hook %v, err %v; want it held", hookOf(adj), err)
 	}
 }

@@ -1,9 +1,13 @@
 // Package plugin wires nri-netattach to the container runtime through NRI.
 // Its handlers are thin: they turn an NRI pod into an attach.Pod, resolve
 // what the pod asks for with package config, and hand the CNI work to
-// package attach under a deadline derived from the runtime's NRI request
-// timeout. It also keeps the connection (reconnect with backoff) and the
-// resync that catches sandboxes whose teardown events never come.
+// package attach, inside the runtime's NRI request timeout (sync mode) or
+// in the background with the pod's containers held by the wait-attached
+// hook (pipelined mode; the contract with the hook is package gate's).
+// Every piece of work on one sandbox goes through one serialized path. It
+// also keeps the connection (reconnect with backoff), the resync that
+// catches sandboxes whose teardown events never come and finishes attaches
+// a stopped or killed process left, and the graceful stop.
 package plugin
 
 import (
@@ -44,7 +48,7 @@ type Options struct {
 	Index string
 	// Socket is the runtime's NRI socket (external mode).
 	Socket string
-	// ResyncInterval is the period of the netns check (§8, §9).
+	// ResyncInterval is the period of the netns check.
 	ResyncInterval time.Duration
 	Log            *logrus.Logger
 	// Metrics, if set, are fed with every attach and detach.
@@ -68,8 +72,11 @@ type Plugin struct {
 	// failures remembers sandboxes whose teardown failed, so the resync
 	// logs a failure once and its recovery once.
 	failures sync.Map
-	// pipe holds the background attaches of pipelined mode.
-	pipe pipeline
+	// sb serializes the work on each sandbox and keeps the background
+	// attaches and the gates of their containers.
+	sb sandboxes
+	// resyncReq hands Synchronize's pod list to the resync worker.
+	resyncReq chan snapshot
 }
 
 // state is everything derived from one configuration.
@@ -90,13 +97,33 @@ func New(o Options) (*Plugin, error) {
 	if o.ResyncInterval <= 0 {
 		o.ResyncInterval = 5 * time.Second
 	}
-	p := &Plugin{opts: o, log: o.Log}
+	p := &Plugin{opts: o, log: o.Log, resyncReq: make(chan snapshot, 1)}
 	if o.Config != nil {
 		if err := p.setConfig(o.Config); err != nil {
 			return nil, err
 		}
+		p.collectGarbage()
 	}
 	return p, nil
+}
+
+// collectGarbage heals unreadable records, then DELs what libcni's cache
+// holds that no record lists. It runs before the first connection, when no
+// attach can be in flight (with a configuration from the runtime there is
+// no such moment: healing then happens in the resync, and nothing is
+// collected).
+func (p *Plugin) collectGarbage() {
+	st := p.current()
+	p.heal(st)
+	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
+	defer cancel()
+	n, err := st.mgr.CollectGarbage(ctx)
+	if err != nil {
+		p.log.WithError(err).Warn("start-up: collecting stale attachments from libcni's cache")
+	}
+	if n > 0 {
+		p.log.WithField("attachments", n).Info("start-up: DELeted attachments that libcni's cache held and no record listed")
+	}
 }
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
@@ -106,11 +133,14 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	var hook string
-	if cfg.AttachMode == config.AttachPipelined {
-		if hook, err = mgr.InstallHookBinary(); err != nil {
-			return fmt.Errorf("installing the wait-attached hook: %w", err)
-		}
+	// The hook holds containers in every mode: the resync attaches pods in
+	// the background too.
+	hook, err := mgr.InstallHookBinary()
+	if err != nil {
+		return fmt.Errorf("installing the wait-attached hook: %w", err)
+	}
+	if err := p.sb.loadGates(cfg.StateDir); err != nil {
+		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")
 	}
 	nads := cfg.NADsDir()
 	if nads != "" && p.opts.Publisher == nil {
@@ -163,14 +193,13 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 	return events(st.cfg)
 }
 
-// events subscribes to CreateContainer only when it has work to do: every
-// event is a round trip under the runtime's node-wide NRI lock.
-func events(cfg *config.Config) (api.EventMask, error) {
-	names := []string{"RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"}
-	if cfg.AttachMode == config.AttachPipelined || cfg.StatusInContainers != nil {
-		names = append(names, "CreateContainer")
-	}
-	return api.ParseEventMask(names...)
+// events are the NRI events nri-netattach handles. CreateContainer is one
+// in every mode: containers of a pod whose networks are being attached in
+// the background (pipelined mode, or the resync after a restart) are held,
+// and with the runtime's required_plugins a container is only created when
+// the plugin is connected and has seen it.
+func events(*config.Config) (api.EventMask, error) {
+	return api.ParseEventMask("RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer")
 }
 
 // requestTimeout is the runtime's NRI request timeout, as announced in
@@ -184,7 +213,7 @@ func (p *Plugin) requestTimeout() time.Duration {
 	return stub.DefaultRequestTimeout
 }
 
-// budget is the time one handler may take (§7.4): attachTimeout when set
+// budget is the time one handler may take: attachTimeout when set
 // and shorter, else the request timeout minus a margin for the reply to
 // reach the runtime: a fifth of it, and at least 250 ms. A plugin that
 // misses the runtime's deadline is dropped and the pod starts without its

@@ -2,106 +2,208 @@ package plugin
 
 import (
 	"context"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/gate"
 )
 
 // resyncTimeout bounds the background work on one sandbox. The resync runs
 // outside any NRI request, so it is not bound by the runtime's timeout.
 const resyncTimeout = 30 * time.Second
 
-// Synchronize receives the runtime's live pods on every (re)connection
-// (§9). The work is done in the background: Synchronize, like every NRI
-// request, holds the runtime's lock for the whole node.
+// snapshot is the runtime's pod list as of one Synchronize.
+type snapshot struct {
+	pods []*api.PodSandbox
+	at   time.Time
+	// attach are the live pods the resync attaches (their gates say
+	// attaching already).
+	attach []*api.PodSandbox
+}
+
+// Synchronize receives the runtime's live pods on every (re)connection.
+// It only marks the live pods that need an attach (so that their
+// containers are held from now on) and hands the list to the resync
+// worker: Synchronize, like every NRI request, holds the runtime's lock
+// for the whole node.
 func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, _ []*api.Container) ([]*api.ContainerUpdate, error) {
 	st := p.current()
 	if st == nil {
 		return nil, errNotConfigured
 	}
-	p.log.WithField("pods", len(pods)).Info("synchronizing with the runtime")
-	go p.reconcile(st, pods, time.Now())
+	recs, _ := st.mgr.Records() // unreadable ones are healed by the worker
+	byID := make(map[string]*attach.Record, len(recs))
+	for _, r := range recs {
+		byID[r.SandboxID] = r
+	}
+	snap := snapshot{pods: pods, at: time.Now()}
+	for _, pod := range pods {
+		if p.sb.running(pod.GetId()) || !needsAttach(st.cfg, pod, byID[pod.GetId()]) {
+			continue
+		}
+		if err := p.sb.setGate(st.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.Attaching, Deadline: time.Now().Add(resyncTimeout)}); err != nil {
+			podLog(p.log, pod).WithError(err).Error("resync: cannot hold the pod's containers")
+		}
+		snap.attach = append(snap.attach, pod)
+	}
+	p.log.WithFields(logrus.Fields{"pods": len(pods), "toAttach": len(snap.attach)}).Info("synchronizing with the runtime")
+	// The latest list replaces one not taken yet: the worker acts on the
+	// runtime's current view, never on a stale one.
+	select {
+	case <-p.resyncReq:
+	default:
+	}
+	p.resyncReq <- snap
 	return nil, nil
 }
 
-// reconcile detaches and forgets the sandboxes that no longer exist, and
-// attaches live pods that lack the networks they ask for (the plugin was
-// not connected when they started, or was killed mid-attach). pods is the
-// runtime's list at time snapshot: a record created after it belongs to a
-// pod started since, not to a dead one.
-func (p *Plugin) reconcile(st *state, pods []*api.PodSandbox, snapshot time.Time) {
-	live := make(map[string]bool, len(pods))
-	for _, pod := range pods {
-		live[pod.GetId()] = true
-	}
-	recs, err := st.mgr.Records()
-	if err != nil {
-		p.log.WithError(err).Error("resync: reading records")
-	}
-	known := make(map[string]*attach.Record, len(recs))
-	for _, rec := range recs {
-		known[rec.SandboxID] = rec
-		if !live[rec.SandboxID] && rec.Created.Before(snapshot) && !p.pipe.pending(rec.SandboxID) {
-			p.forget(st, rec, "sandbox no longer exists")
-		}
-	}
-	for _, pod := range pods {
-		if rec := known[pod.GetId()]; rec != nil && rec.State != attach.StateAttaching || p.pipe.pending(pod.GetId()) {
-			continue
-		}
-		netns := netnsPath(pod)
-		if netns == "" || !attach.NetNSExists(netns) {
-			continue
-		}
-		log := podLog(p.log, pod)
-		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
-		ap, atts, err := p.resolve(ctx, st, pod, log)
-		if err == nil && ap.SandboxID != "" { // also no networks: its status file
-			log.WithField("networks", len(atts)).Info("resync: pod started while nri-netattach was not connected; attaching its networks now")
-			err = p.attach(ctx, st, ap, atts, log, time.Now())
-		}
-		cancel()
-		if err != nil {
-			log.WithError(err).Error("resync: attach failed")
-		}
-	}
-}
-
-// resyncLoop checks, every ResyncInterval, that the recorded sandboxes'
-// network namespaces still exist, and detaches those whose netns is gone:
-// the runtime sends no Stop/Remove for pods that existed before it
-// restarted (§8).
-func (p *Plugin) resyncLoop(ctx context.Context) {
+// resyncWorker is the only goroutine that resyncs: on every Synchronize
+// and, every ResyncInterval, to check that recorded network namespaces
+// still exist. Resyncs therefore never overlap.
+func (p *Plugin) resyncWorker(ctx context.Context) {
 	t := time.NewTicker(p.opts.ResyncInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case snap := <-p.resyncReq:
+			if st := p.current(); st != nil {
+				p.reconcile(ctx, st, snap)
+			}
 		case <-t.C:
-		}
-		st := p.current()
-		if st == nil {
-			continue
-		}
-		gone, live, err := st.mgr.Scan()
-		if err != nil {
-			p.log.WithError(err).Error("resync: reading records")
-		}
-		p.opts.Metrics.SetAttachments(live)
-		for _, rec := range gone {
-			p.forget(st, rec, "network namespace is gone")
+			if st := p.current(); st != nil {
+				p.checkNetNS(st)
+			}
 		}
 	}
 }
 
-// forget detaches a dead sandbox and drops its record. A failure is logged
-// once; the next resync retries, and its success is logged.
+// reconcile detaches and forgets the sandboxes that no longer exist, and
+// attaches the live pods Synchronize marked. A live pod that is attached
+// is never touched: not re-attached, renamed or re-addressed.
+func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
+	p.heal(st)
+	live := make(map[string]bool, len(snap.pods))
+	for _, pod := range snap.pods {
+		live[pod.GetId()] = true
+	}
+	recs, err := st.mgr.Records()
+	if err != nil {
+		p.log.WithError(err).Error("resync: reading records")
+	}
+	for _, rec := range recs {
+		// A record created after the list belongs to a pod started since.
+		// A sandbox missing from the list whose netns still exists is kept:
+		// a restarting runtime leaves sandboxes it is still recovering out
+		// of its list, and the netns check detaches it once it is gone.
+		if live[rec.SandboxID] || !rec.Created.Before(snap.at) || p.sb.running(rec.SandboxID) || attach.NetNSExists(rec.NetNS) {
+			continue
+		}
+		p.forget(st, rec, "sandbox no longer exists")
+	}
+	p.forgetGates(st, live, recs, snap.at)
+
+	var wg sync.WaitGroup
+	for _, pod := range snap.attach {
+		if ctx.Err() != nil {
+			break
+		}
+		// A teardown since Synchronize released the pod's containers: the
+		// sandbox is going away.
+		if g, ok := p.sb.gate(pod.GetId()); !ok || g.State != gate.Attaching {
+			continue
+		}
+		if err := p.startAttach(st, request{pod: pod, why: "resync: pod started while nri-netattach was not connected, or its attach was interrupted; attaching its networks now"}); err != nil {
+			podLog(p.log, pod).WithError(err).Error("resync: attach not started")
+			continue
+		}
+		// Wait for them before the next resync.
+		p.sb.mu.Lock()
+		j := p.sb.jobs[pod.GetId()]
+		p.sb.mu.Unlock()
+		if j != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); <-j.done }()
+		}
+	}
+	wg.Wait()
+}
+
+// forgetGates drops the gate files of sandboxes that are neither live nor
+// recorded (a removal the plugin did not hear of). A gate written since the
+// runtime's list was taken belongs to a pod started since: it is kept.
+func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Record, listed time.Time) {
+	recorded := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		recorded[r.SandboxID] = true
+	}
+	p.sb.mu.Lock()
+	var stale []string
+	for id := range p.sb.gates {
+		if !live[id] && !recorded[id] && p.sb.jobs[id] == nil {
+			stale = append(stale, id)
+		}
+	}
+	p.sb.mu.Unlock()
+	for _, id := range stale {
+		if fi, err := os.Stat(gate.Path(st.mgr.StateDir(), id)); err == nil && !fi.ModTime().Before(listed) {
+			continue
+		}
+		if err := p.sb.dropGate(st.mgr.StateDir(), id); err != nil {
+			p.log.WithField("sandbox", shortID(id)).WithError(err).Warn("resync: removing a stale gate file")
+		}
+	}
+}
+
+// heal moves unreadable records aside (once each: they are renamed) and
+// logs one line for each.
+func (p *Plugin) heal(st *state) {
+	healed, err := st.mgr.Heal()
+	for _, h := range healed {
+		log := p.log.WithFields(logrus.Fields{"sandbox": shortID(h.SandboxID), "movedTo": h.MovedTo, "reason": h.Reason})
+		if h.Rebuilt != nil {
+			log.WithField("attachments", len(h.Rebuilt.Attachments)).Warn("unreadable record moved aside; rebuilt from libcni's cache, its attachments are detached at teardown")
+		} else {
+			log.Warn("unreadable record moved aside; libcni's cache holds nothing of the sandbox")
+		}
+	}
+	if err != nil {
+		p.errorOnce(err, "resync: unreadable records")
+	}
+}
+
+// checkNetNS detaches the recorded sandboxes whose network namespace is
+// gone: the runtime sends no Stop/Remove for pods that existed before it
+// restarted. A sandbox busy with other work is checked next time.
+func (p *Plugin) checkNetNS(st *state) {
+	p.heal(st)
+	gone, live, err := st.mgr.Scan()
+	if err != nil {
+		p.errorOnce(err, "resync: reading records")
+	}
+	p.opts.Metrics.SetAttachments(live)
+	for _, rec := range gone {
+		p.forget(st, rec, "network namespace is gone")
+	}
+}
+
+// forget detaches a dead sandbox and drops its record and gate, under the
+// sandbox's lock; a sandbox that is busy is left for the next resync. A
+// failure is logged once; the next resync retries, and its success is
+// logged.
 func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
-	log := p.log.WithFields(logrus.Fields{"pod": rec.PodName(), "sandbox": shortID(rec.SandboxID)})
+	unlock, ok := p.sb.serial.TryLock(rec.SandboxID)
+	if !ok {
+		return
+	}
+	defer unlock()
+	log := recLog(p.log, rec)
 	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 	defer cancel()
 	n := len(rec.Attachments)
@@ -110,8 +212,22 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 		p.detachFailed(rec.SandboxID, withWhich(log, err), err, "resync: detach ("+reason+") failed; will retry")
 		return
 	}
+	if err := p.sb.dropGate(st.mgr.StateDir(), rec.SandboxID); err != nil {
+		log.WithError(err).Warn("resync: removing the gate file")
+	}
 	p.detachRecovered(rec.SandboxID, log)
 	log.WithField("attachments", n).Infof("resync: detached and forgot sandbox (%s)", reason)
+}
+
+// errorOnce logs an error of the periodic resync as an error the first
+// time it is seen, then at debug level: nothing is logged every resync
+// forever.
+func (p *Plugin) errorOnce(err error, msg string) {
+	if _, seen := p.failures.LoadOrStore("error: "+msg+": "+err.Error(), true); seen {
+		p.log.WithError(err).Debug(msg)
+		return
+	}
+	p.log.WithError(err).Error(msg)
 }
 
 // detachFailed logs a sandbox's detach failure as an error the first time

@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Reconnect backoff (§2.2): quick at first, since a runtime restart takes
+// Reconnect backoff: quick at first, since a runtime restart takes
 // a second or two, and capped so a node without a runtime is not spammed.
 const (
 	minBackoff = 250 * time.Millisecond
@@ -54,9 +54,14 @@ func (p *Plugin) Run(ctx context.Context) error {
 	resyncDone := make(chan struct{})
 	go func() {
 		defer close(resyncDone)
-		p.resyncLoop(ctx)
+		p.resyncWorker(ctx)
 	}()
-	defer func() { <-resyncDone }()
+	// On the way out (SIGTERM): the connection is closed first, so no new
+	// work arrives; then the attaches in flight finish or roll back.
+	defer func() {
+		<-resyncDone
+		p.drain()
+	}()
 
 	preconnected := os.Getenv(api.PluginSocketEnvVar) != ""
 	backoff := minBackoff

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nri-netattach/nri-netattach/attach"
+	"github.com/nri-netattach/nri-netattach/config"
 )
 
 func write(t *testing.T, path, data string) {
@@ -217,5 +218,31 @@ func TestDispatch(t *testing.T) {
 	}
 	if code := dispatch([]string{"run", "--config", "/nonexistent/config.yaml"}); code != 1 {
 		t.Errorf("missing --config: exit %d, want 1", code)
+	}
+}
+
+func TestConfigDefaultPrintsEveryDefault(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := configCmd([]string{"default"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	// What it prints is a valid configuration equal to the defaults.
+	got, err := config.Parse(out.Bytes())
+	if err != nil {
+		t.Fatalf("the printed configuration does not parse: %v\n%s", err, out.String())
+	}
+	want, _ := config.Parse(nil)
+	g, _ := json.Marshal(got)
+	w, _ := json.Marshal(want)
+	if string(g) != string(w) {
+		t.Errorf("printed %+v, defaults %+v", got, want)
+	}
+	for _, line := range []string{"attachMode: " + config.DefaultAttachMode, "defaultNetworks: []", "attachTimeout: 0s", "stateDir: " + config.DefaultStateDir} {
+		if !strings.Contains(out.String(), line+"\n") {
+			t.Errorf("output lacks %q:\n%s", line, out.String())
+		}
+	}
+	if code := configCmd([]string{"dump"}, &out, &errOut); code != 2 {
+		t.Errorf("config dump: exit %d, want 2", code)
 	}
 }

@@ -19,6 +19,7 @@ Usage:
   nri-netattach validate [flags]    check the configuration and every network definition
   nri-netattach status [flags]      show what is attached now
   nri-netattach import-nads FILE    convert Multus NetworkAttachmentDefinitions into network files
+  nri-netattach config default      print the default configuration (YAML)
   nri-netattach version             print the version
 
 Run "nri-netattach COMMAND -h" for a command's flags.
@@ -43,6 +44,8 @@ func dispatch(args []string) int {
 		return statusCmd(args, os.Stdout)
 	case "import-nads":
 		return importNADsCmd(args, os.Stdout, os.Stderr)
+	case "config":
+		return configCmd(args, os.Stdout, os.Stderr)
 	case "wait-attached":
 		return waitAttachedCmd(args, os.Stdin, os.Stderr)
 	case "version":

@@ -76,8 +76,19 @@ func runCmd(args []string) int {
 	if k != nil {
 		wire(&opts, k)
 	}
+	// SIGTERM and SIGINT stop it gracefully: the attaches in flight finish
+	// or roll back first (see plugin.Run). SIGHUP, which a closed terminal
+	// or a careless "reload" sends, must not kill a node's networking.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP ignored: nothing to reload (network definitions are read when a pod needs them)")
+		}
+	}()
 	if k != nil {
 		kubeDone := make(chan struct{})
 		go func() { defer close(kubeDone); k.Run(ctx) }()
@@ -115,7 +126,7 @@ func runCmd(args []string) int {
 		log.WithError(err).Error("stopped")
 		return 1
 	}
-	log.Info("stopped")
+	log.Info("stopped: every attach finished or rolled back")
 	return 0
 }
 

@@ -73,8 +73,123 @@ func (l layout) dirs() []string {
 	return d
 }
 
-// containerdConfig renders containerd's configuration (schema version 4, the
-// current one in containerd 2.4; older versions are migrated with a warning).
+// containerdConfig is containerd's configuration file (schema version 4,
+// the current one in containerd 2.4; older versions are migrated with a
+// warning), as typed sections: only the fields the Env sets.
+type containerdConfig struct {
+	Version         int      `toml:"version"`
+	Root            string   `toml:"root"`
+	State           string   `toml:"state"`
+	Temp            string   `toml:"temp"`
+	Imports         []string `toml:"imports"`
+	DisabledPlugins []string `toml:"disabled_plugins"`
+	Debug           struct {
+		Level string `toml:"level"`
+	} `toml:"debug"`
+	Plugins containerdPlugins `toml:"plugins"`
+}
+
+type containerdPlugins struct {
+	GRPC        addressSection `toml:"io.containerd.server.v1.grpc"`
+	TTRPC       addressSection `toml:"io.containerd.server.v1.ttrpc"`
+	Debug       addressSection `toml:"io.containerd.server.v1.debug"`
+	Metrics     addressSection `toml:"io.containerd.server.v1.metrics"`
+	ShimManager shimManager    `toml:"io.containerd.shim.v1.manager"`
+	Opt         struct {
+		Path string `toml:"path"`
+	} `toml:"io.containerd.internal.v1.opt"`
+	ImageVerifier struct {
+		BinDir string `toml:"bin_dir"`
+	} `toml:"io.containerd.image-verifier.v1.bindir"`
+	Transfer   transferSection `toml:"io.containerd.transfer.v1.local"`
+	CRI        criSection      `toml:"io.containerd.grpc.v1.cri"`
+	CRIImages  criImages       `toml:"io.containerd.cri.v1.images"`
+	CRIRuntime criRuntime      `toml:"io.containerd.cri.v1.runtime"`
+	NRI        nriSection      `toml:"io.containerd.nri.v1.nri"`
+}
+
+type addressSection struct {
+	Address string `toml:"address"`
+}
+
+type shimManager struct {
+	SocketDir string `toml:"socket_dir,omitempty"`
+}
+
+type transferSection struct {
+	ConfigPath   string `toml:"config_path"`
+	UnpackConfig []struct {
+		Platform    string `toml:"platform"`
+		Snapshotter string `toml:"snapshotter"`
+	} `toml:"unpack_config"`
+}
+
+type criSection struct {
+	DisableTCPService   bool   `toml:"disable_tcp_service"`
+	StreamServerAddress string `toml:"stream_server_address"`
+	StreamServerPort    string `toml:"stream_server_port"`
+}
+
+type criImages struct {
+	Snapshotter  string            `toml:"snapshotter"`
+	PinnedImages map[string]string `toml:"pinned_images"`
+	Registry     struct {
+		ConfigPath string `toml:"config_path"`
+	} `toml:"registry"`
+}
+
+type criRuntime struct {
+	// This sandbox forbids lowering oom_score_adj.
+	RestrictOOMScoreAdj bool `toml:"restrict_oom_score_adj"`
+	// Keep pod netns bind mounts under our state dir.
+	NetNSMountsUnderStateDir bool     `toml:"netns_mounts_under_state_dir"`
+	CDISpecDirs              []string `toml:"cdi_spec_dirs"`
+	Containerd               struct {
+		DefaultRuntimeName string                 `toml:"default_runtime_name"`
+		Runtimes           map[string]runcRuntime `toml:"runtimes"`
+	} `toml:"containerd"`
+	CNI struct {
+		BinDirs             []string `toml:"bin_dirs"`
+		ConfDir             string   `toml:"conf_dir"`
+		MaxConfNum          int      `toml:"max_conf_num"`
+		UseInternalLoopback bool     `toml:"use_internal_loopback"`
+	} `toml:"cni"`
+}
+
+type runcRuntime struct {
+	RuntimeType string `toml:"runtime_type"`
+	Sandboxer   string `toml:"sandboxer"`
+	Options     struct {
+		BinaryName    string
+		Root          string
+		SystemdCgroup bool
+	} `toml:"options"`
+}
+
+type nriSection struct {
+	Disable                   bool   `toml:"disable"`
+	SocketPath                string `toml:"socket_path"`
+	PluginPath                string `toml:"plugin_path"`
+	PluginConfigPath          string `toml:"plugin_config_path"`
+	PluginRequestTimeout      string `toml:"plugin_request_timeout"`
+	PluginRegistrationTimeout string `toml:"plugin_registration_timeout"`
+	DisableConnections        bool   `toml:"disable_connections"`
+	// DefaultValidator is NRI's built-in validator; nil leaves it off.
+	DefaultValidator *DefaultValidator `toml:"default_validator,omitempty"`
+}
+
+// DefaultValidator configures NRI's built-in default validator in
+// containerd (Options.DefaultValidator).
+type DefaultValidator struct {
+	Enable bool `toml:"enable"`
+	// RequiredPlugins must all be connected for a container to be created.
+	RequiredPlugins []string `toml:"required_plugins,omitempty"`
+	// TolerateMissingAnnotation names an annotation with which a pod
+	// tolerates missing required plugins.
+	TolerateMissingAnnotation string `toml:"tolerate_missing_plugins_annotation,omitempty"`
+}
+
+// containerdConfig renders containerd's configuration.
 func (e *Env) containerdConfig() ([]byte, error) {
 	l := e.layout
 	pluginPath, pluginConfigPath := e.opts.PluginPath, e.opts.PluginConfigPath
@@ -84,94 +199,48 @@ func (e *Env) containerdConfig() ([]byte, error) {
 	if pluginConfigPath == "" {
 		pluginConfigPath = l.nriConfigs
 	}
-
-	shimManager := map[string]any{}
-	if l.shimSockets != "" {
-		shimManager["socket_dir"] = l.shimSockets
+	var c containerdConfig
+	c.Version = 4
+	c.Root, c.State, c.Temp = l.root, l.state, l.temp
+	c.Imports = []string{}
+	// Plugins that cannot work here or that would look at host paths.
+	c.DisabledPlugins = []string{
+		"io.containerd.snapshotter.v1.btrfs",
+		"io.containerd.snapshotter.v1.zfs",
+		"io.containerd.snapshotter.v1.devmapper",
+		"io.containerd.snapshotter.v1.blockfile",
+		"io.containerd.tracing.processor.v1.otlp",
+		"io.containerd.internal.v1.tracing",
 	}
-
-	cfg := map[string]any{
-		"version": 4,
-		"root":    l.root,
-		"state":   l.state,
-		"temp":    l.temp,
-		"imports": []string{},
-		// Plugins that cannot work here or that would look at host paths.
-		"disabled_plugins": []string{
-			"io.containerd.snapshotter.v1.btrfs",
-			"io.containerd.snapshotter.v1.zfs",
-			"io.containerd.snapshotter.v1.devmapper",
-			"io.containerd.snapshotter.v1.blockfile",
-			"io.containerd.tracing.processor.v1.otlp",
-			"io.containerd.internal.v1.tracing",
-		},
-		"debug": map[string]any{"level": e.opts.LogLevel},
-		"plugins": map[string]any{
-			"io.containerd.server.v1.grpc":    map[string]any{"address": l.address},
-			"io.containerd.server.v1.ttrpc":   map[string]any{"address": l.ttrpcAddress},
-			"io.containerd.server.v1.debug":   map[string]any{"address": ""},
-			"io.containerd.server.v1.metrics": map[string]any{"address": ""},
-			"io.containerd.shim.v1.manager":   shimManager,
-			"io.containerd.internal.v1.opt":   map[string]any{"path": filepath.Join(l.dir, "opt")},
-			"io.containerd.image-verifier.v1.bindir": map[string]any{
-				"bin_dir": filepath.Join(l.dir, "image-verifier"),
-			},
-			"io.containerd.transfer.v1.local": map[string]any{
-				"config_path": filepath.Join(l.dir, "certs.d"),
-				"unpack_config": []map[string]any{{
-					"platform":    "linux/" + runtime.GOARCH,
-					"snapshotter": e.Snapshotter,
-				}},
-			},
-			"io.containerd.grpc.v1.cri": map[string]any{
-				"disable_tcp_service":   true,
-				"stream_server_address": "127.0.0.1",
-				"stream_server_port":    "0",
-			},
-			"io.containerd.cri.v1.images": map[string]any{
-				"snapshotter":   e.Snapshotter,
-				"pinned_images": map[string]any{"sandbox": PauseImage},
-				"registry":      map[string]any{"config_path": filepath.Join(l.dir, "certs.d")},
-			},
-			"io.containerd.cri.v1.runtime": map[string]any{
-				// This sandbox forbids lowering oom_score_adj.
-				"restrict_oom_score_adj": true,
-				// Keep pod netns bind mounts under our state dir.
-				"netns_mounts_under_state_dir": true,
-				"cdi_spec_dirs":                []string{},
-				"containerd": map[string]any{
-					"default_runtime_name": "runc",
-					"runtimes": map[string]any{
-						"runc": map[string]any{
-							"runtime_type": "io.containerd.runc.v2",
-							"sandboxer":    "podsandbox",
-							"options": map[string]any{
-								"BinaryName":    filepath.Join(e.BinDir, "runc"),
-								"Root":          l.runcRoot,
-								"SystemdCgroup": false,
-							},
-						},
-					},
-				},
-				"cni": map[string]any{
-					"bin_dirs":              []string{e.CNIBinDir},
-					"conf_dir":              l.cniConfDir,
-					"max_conf_num":          1,
-					"use_internal_loopback": true,
-				},
-			},
-			"io.containerd.nri.v1.nri": map[string]any{
-				"disable":                     false,
-				"socket_path":                 l.nriSocket,
-				"plugin_path":                 pluginPath,
-				"plugin_config_path":          pluginConfigPath,
-				"plugin_request_timeout":      e.opts.NRIRequestTimeout.String(),
-				"plugin_registration_timeout": e.opts.NRIRegistrationTimeout.String(),
-				"disable_connections":         false,
-			},
-		},
+	c.Debug.Level = e.opts.LogLevel
+	p := &c.Plugins
+	p.GRPC.Address, p.TTRPC.Address = l.address, l.ttrpcAddress
+	p.ShimManager.SocketDir = l.shimSockets
+	p.Opt.Path = filepath.Join(l.dir, "opt")
+	p.ImageVerifier.BinDir = filepath.Join(l.dir, "image-verifier")
+	p.Transfer.ConfigPath = filepath.Join(l.dir, "certs.d")
+	p.Transfer.UnpackConfig = append(p.Transfer.UnpackConfig, struct {
+		Platform    string `toml:"platform"`
+		Snapshotter string `toml:"snapshotter"`
+	}{"linux/" + runtime.GOARCH, e.Snapshotter})
+	p.CRI = criSection{DisableTCPService: true, StreamServerAddress: "127.0.0.1", StreamServerPort: "0"}
+	p.CRIImages.Snapshotter = e.Snapshotter
+	p.CRIImages.PinnedImages = map[string]string{"sandbox": PauseImage}
+	p.CRIImages.Registry.ConfigPath = filepath.Join(l.dir, "certs.d")
+	rt := &p.CRIRuntime
+	rt.RestrictOOMScoreAdj, rt.NetNSMountsUnderStateDir, rt.CDISpecDirs = true, true, []string{}
+	runc := runcRuntime{RuntimeType: "io.containerd.runc.v2", Sandboxer: "podsandbox"}
+	runc.Options.BinaryName, runc.Options.Root = filepath.Join(e.BinDir, "runc"), l.runcRoot
+	rt.Containerd.DefaultRuntimeName = "runc"
+	rt.Containerd.Runtimes = map[string]runcRuntime{"runc": runc}
+	rt.CNI.BinDirs, rt.CNI.ConfDir, rt.CNI.MaxConfNum, rt.CNI.UseInternalLoopback = []string{e.CNIBinDir}, l.cniConfDir, 1, true
+	p.NRI = nriSection{
+		SocketPath: l.nriSocket, PluginPath: pluginPath, PluginConfigPath: pluginConfigPath,
+		PluginRequestTimeout:      e.opts.NRIRequestTimeout.String(),
+		PluginRegistrationTimeout: e.opts.NRIRegistrationTimeout.String(),
+		DefaultValidator:          e.opts.DefaultValidator,
 	}
-	out, err := toml.Marshal(cfg)
+	out, err := toml.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("marshal containerd config: %w", err)
 	}

@@ -53,6 +53,9 @@ type Options struct {
 	PodSubnet string
 	// LogLevel is containerd's log level. Default: "debug".
 	LogLevel string
+	// DefaultValidator, if set, enables NRI's built-in default validator
+	// (for example with required plugins).
+	DefaultValidator *DefaultValidator
 	// LogArchiveDir, if set, receives a copy of containerd's and the plugin
 	// processes' logs when the Env is closed (Dir itself is removed).
 	LogArchiveDir string

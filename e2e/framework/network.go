@@ -12,7 +12,9 @@ import (
 // Link describes a network interface as seen from the host.
 type Link struct {
 	Name string
-	MAC  string
+	// Index is the interface index in its namespace.
+	Index int
+	MAC   string
 	// Kind is the netlink link type: "veth", "macvlan", "bridge", "device"
 	// (for lo and physical devices), ...
 	Kind string
@@ -62,11 +64,12 @@ func listLinks(h *netlink.Handle, where string) ([]Link, error) {
 			return nil, fmt.Errorf("list addresses of %s in %s: %w", attrs.Name, where, err)
 		}
 		link := Link{
-			Name: attrs.Name,
-			MAC:  attrs.HardwareAddr.String(),
-			Kind: l.Type(),
-			MTU:  attrs.MTU,
-			Up:   attrs.Flags&net.FlagUp != 0,
+			Name:  attrs.Name,
+			Index: attrs.Index,
+			MAC:   attrs.HardwareAddr.String(),
+			Kind:  l.Type(),
+			MTU:   attrs.MTU,
+			Up:    attrs.Flags&net.FlagUp != 0,
 		}
 		for _, a := range addrs {
 			link.Addrs = append(link.Addrs, a.IPNet.String())

@@ -91,6 +91,17 @@ func run(binary string) (err error) {
 		return err
 	}
 	fmt.Printf("sandbox %.12s ready in %s\n", id, time.Since(t0).Round(time.Millisecond))
+	// The default attach mode is pipelined: the networks are attached in
+	// the background, and the container does not start before they are.
+	step("CreateContainer + StartContainer: the wait-attached hook holds it until the networks are attached")
+	cid, err := env.CreateContainer(ctx, id, spec, "app")
+	if err == nil {
+		err = env.StartContainer(ctx, cid)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("container %.12s started %s after RunPodSandbox\n", cid, time.Since(t0).Round(time.Millisecond))
 	netns, err := env.PodNetNS(ctx, id)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nri-netattach/nri-netattach/e2e/framework"
+	"github.com/nri-netattach/nri-netattach/plugin"
 )
 
 const (
@@ -30,7 +31,7 @@ func (b *bench) measureMode(ctx context.Context, mode string, rep *report) error
 	if err := b.startPlugin(ctx, mode); err != nil {
 		return err
 	}
-	for _, c := range cases[:3] {
+	for _, c := range cases {
 		progress("%s mode: single pods, %s (%d + 1 warm-up)", mode, c.name, b.p.Pods)
 		row, err := b.single(ctx, mode, c.name, c.annotation)
 		if err != nil {
@@ -111,7 +112,7 @@ func (b *bench) finish(r *row, prefix string, ids []string) error {
 		return err
 	}
 	if len(att) != r.Pods {
-		return fmt.Errorf("%s %s: the plugin logged %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
+		return fmt.Errorf("%s %s: the plugin reported %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
 	}
 	r.fillOverhead(att)
 	return nil
@@ -246,13 +247,14 @@ func countNetworks(annotation string) int {
 	return strings.Count(annotation, ",") + 1
 }
 
-// attached is one `msg=attached` line of the plugin's JSON log.
+// attached is one attached event of the plugin (see plugin.AttachedEvent):
+// a JSON log entry whose event field says so.
 type attached struct {
 	Pod          string
 	Elapsed, CNI time.Duration
 }
 
-// attachedLines returns the attached lines of pods whose NAMESPACE/NAME
+// attachedLines returns the attached events of pods whose NAMESPACE/NAME
 // starts with prefix. logrus encodes a time.Duration field as an integer
 // of nanoseconds; a duration string is accepted too.
 func attachedLines(logPath, prefix string) ([]attached, error) {
@@ -262,22 +264,25 @@ func attachedLines(logPath, prefix string) ([]attached, error) {
 	}
 	var out []attached
 	for _, line := range bytes.Split(data, []byte("\n")) {
-		if !bytes.Contains(line, []byte(`"attached"`)) {
+		if !bytes.Contains(line, []byte(plugin.AttachedEvent)) {
 			continue
 		}
-		var l struct {
-			Msg, Pod     string
-			Elapsed, CNI json.RawMessage
-		}
-		if json.Unmarshal(line, &l) != nil || l.Msg != "attached" || !strings.HasPrefix(l.Pod, prefix) {
+		var l map[string]json.RawMessage
+		if json.Unmarshal(line, &l) != nil {
 			continue
 		}
-		a := attached{Pod: l.Pod}
-		if a.Elapsed, err = parseDuration(l.Elapsed); err == nil {
-			a.CNI, err = parseDuration(l.CNI)
+		var event, pod string
+		_ = json.Unmarshal(l[plugin.FieldEvent], &event)
+		_ = json.Unmarshal(l["pod"], &pod)
+		if event != plugin.AttachedEvent || !strings.HasPrefix(pod, prefix) {
+			continue
+		}
+		a := attached{Pod: pod}
+		if a.Elapsed, err = parseDuration(l[plugin.FieldElapsed]); err == nil {
+			a.CNI, err = parseDuration(l[plugin.FieldCNI])
 		}
 		if err != nil {
-			return nil, fmt.Errorf("plugin log line %s: %w", line, err)
+			return nil, fmt.Errorf("plugin event %s: %w", line, err)
 		}
 		out = append(out, a)
 	}

@@ -1,10 +1,12 @@
 // Command bench measures what nri-netattach adds to pod start on one
-// private containerd (issue 4): single-pod sandbox-ready latency (until the
-// first container is created, and started), waves of concurrent pods (also with a slow CNI plugin), the plugin's own overhead
-// per pod, in sync and pipelined attach mode; then goroutine and fd growth
-// across many pod cycles and the RSS with many live attachments. It prints
-// a table, checks the issue's targets, and writes the same as JSON. Run it
-// as root through `make bench` (or hack/bench.sh --quick for a smoke run).
+// private containerd: single-pod sandbox-ready latency (until the first
+// container is created, and started), waves of concurrent pods (also with a
+// slow CNI plugin), the plugin's own overhead per pod, in sync and
+// pipelined attach mode, beside the libcni floor (the same ADDs done by the
+// bench itself, no runtime); then goroutine and fd growth across many pod
+// cycles and the RSS with many live attachments. It prints a table, checks
+// the targets (PASS/FAIL), and writes the same as JSON. Run it as root
+// through `make bench` (or hack/bench.sh --quick for a smoke run).
 package main
 
 import (
@@ -42,6 +44,7 @@ func main() {
 	out := flag.String("out", ".cache/bench/last.json", "where to write the results as JSON")
 	isQuick := flag.Bool("quick", false, "smoke run: 5 pods per row, waves of 8, 100 cycles, 20 pods x 10 networks")
 	flag.BoolVar(&scaleOnly, "scale-only", false, "run only the scale phase (1,000 cycles and RSS)")
+	flag.BoolVar(&skipScale, "skip-scale", false, "skip the scale phase (1,000 cycles and RSS): latency, waves and the floor only")
 	timeout := flag.Duration("timeout", 90*time.Minute, "give up after this long (pods are still cleaned up)")
 	logs := flag.String("logs", "", "copy containerd's and the plugin's logs into this directory at the end")
 	p := full
@@ -129,8 +132,9 @@ func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool
 	return err
 }
 
-// scaleOnly skips the latency phases (--scale-only).
-var scaleOnly bool
+// scaleOnly skips the latency phases (--scale-only); skipScale the scale
+// phase (--skip-scale).
+var scaleOnly, skipScale bool
 
 // measure runs every phase: both attach modes, then scale.
 func (b *bench) measure(ctx context.Context, rep *report) (err error) {
@@ -142,6 +146,15 @@ func (b *bench) measure(ctx context.Context, rep *report) (err error) {
 		if err := b.measureMode(ctx, mode, rep); err != nil {
 			return err
 		}
+	}
+	if !scaleOnly {
+		progress("libcni floor: the slow case's ADDs without a runtime (%d single pods, a wave of %d)", b.p.Pods, b.p.Wave)
+		if rep.Floor, err = b.measureFloor(ctx); err != nil {
+			return err
+		}
+	}
+	if skipScale {
+		return nil
 	}
 	rep.Scale, err = b.measureScale(ctx)
 	return err

@@ -36,7 +36,7 @@ var cases = []struct{ name, annotation string }{
 	{"none", ""},
 	{"one", "mv1"},
 	{"three", "mv1,mv2,mv3"},
-	{"slow", "slow-a,slow-b"}, // waves only
+	{"slow", "slow-a,slow-b"},
 }
 
 func newBench(env *framework.Env, binary string, p params) *bench {

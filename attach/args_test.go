@@ -8,7 +8,7 @@ import (
 	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// TestPrepare: what CNI ADD is called with (§7.2). cni-args are merged
+// TestPrepare: what CNI ADD is called with: container ID, netns, interface, the pod's identity in CNI_ARGS and the capability args. cni-args are merged
 // into every plugin's args.cni (keeping the plugin's own), scalar ones also
 // go to CNI_ARGS; the device ID lands in every plugin as deviceID/pciBusID
 // and as the deviceID capability; ips and mac are capability arguments.

@@ -76,7 +76,7 @@ func NetNSExists(path string) bool {
 }
 
 // setDefaultRoute makes gateways the pod's default route, through ifname,
-// replacing the default route of each gateway's address family (§7.5).
+// replacing the default route of each gateway's address family.
 func setDefaultRoute(path, ifname string, gateways []string) error {
 	h, err := handleAt(path)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package config holds what nri-netattach is told: the plugin configuration
-// (§4 of the contract), the network definitions in networksDir (§5), the pod
-// annotation that selects them (§6), and the pure resolution of a pod to an
+// (config.go), the network definitions in networksDir (networks.go), the pod
+// annotation that selects them (annotation.go), and the pure resolution of a pod to an
 // ordered list of attachments with interface names.
 //
 // It never runs a CNI plugin and knows nothing of NRI: everything here is a
@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Defaults (§4).
+// Defaults: what a configuration that sets nothing means.
 const (
 	DefaultNetworksDir = "/etc/nri-netattach/networks.d"
 	DefaultCNIBinDir   = "/opt/cni/bin"
@@ -62,7 +62,7 @@ const (
 // Config is the plugin configuration. Zero values are replaced by defaults
 // in Default.
 type Config struct {
-	// NetworksDir holds the network definitions (§5).
+	// NetworksDir holds the network definitions.
 	NetworksDir string `json:"networksDir,omitempty"`
 	// CNIBinDirs are searched, in order, for CNI plugin binaries.
 	CNIBinDirs []string `json:"cniBinDirs,omitempty"`

@@ -39,7 +39,7 @@ func fieldErrors(err error) []*FieldError {
 
 // defaultConfig is a zero Config after Default: what Parse must return
 // for a configuration that sets nothing. TestParseDefaults checks the
-// defaults themselves against §4.
+// defaults themselves, spelled out.
 func defaultConfig() *Config {
 	c := &Config{}
 	c.Default()
@@ -180,8 +180,8 @@ attachTimeout: 1.5s
 }
 
 func TestParseDefaults(t *testing.T) {
-	// §4, spelled out, so that a change of a constant is a visible change
-	// of the contract.
+	// The documented defaults, spelled out, so that a change of a constant
+	// is a visible change of what users get.
 	c, err := Parse(nil)
 	if err != nil {
 		t.Fatalf("Parse(nil): %v", err)
@@ -198,7 +198,6 @@ func TestParseDefaults(t *testing.T) {
 		{"annotation", c.Annotation, "k8s.v1.cni.cncf.io/networks"},
 		{"defaultNetworks", len(c.DefaultNetworks), 0},
 		{"attachTimeout", c.AttachTimeout, Duration(0)},
-		// Not in §4 (yet): the defaults of the later fields.
 		{"attachMode", c.AttachMode, "pipelined"},
 		{"statusInContainers", c.StatusInContainers, (*StatusInContainers)(nil)},
 		{"podResourcesSocket", c.PodResourcesSocket, "/var/lib/kubelet/pod-resources/kubelet.sock"},

@@ -385,7 +385,7 @@ func TestStoreLookup(t *testing.T) {
 			wantErr: []string{"ns2/a"},
 		},
 		{
-			// §10: the namespace is input too; it becomes a path element.
+			// The namespace is input too; it becomes a path element.
 			name:    "invalid pod namespace rejected",
 			files:   map[string]string{"x.conflist": conflist("net-x", "bridge")},
 			podNS:   "a/b",

@@ -1,6 +1,6 @@
 // Package nadimport converts Multus NetworkAttachmentDefinitions, as
 // `kubectl get network-attachment-definitions -A -o json` prints them, into
-// nri-netattach network definition files (contract §5), and refuses every
+// nri-netattach network definition files (one per NAD, under NAMESPACE/ unless global), and refuses every
 // one it cannot convert faithfully.
 package nadimport
 

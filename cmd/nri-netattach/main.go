@@ -1,6 +1,6 @@
 // Command nri-netattach is an NRI plugin for containerd that attaches a
 // pod's secondary networks through CNI after the runtime has set up its
-// primary network. See the README and the contract for the commands.
+// primary network. `nri-netattach help` and the README list the commands.
 package main
 
 import (

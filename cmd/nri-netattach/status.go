@@ -14,7 +14,7 @@ import (
 	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// statusCmd prints what is attached now, from the state directory (§3).
+// statusCmd prints what is attached now, from the state directory.
 func statusCmd(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")

@@ -272,6 +272,9 @@ func newOffline(t *testing.T, stateDir string) *Plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Background attaches a test starts (a failed gate is retried) end
+	// before the test's directories are removed.
+	t.Cleanup(p.drain)
 	return p
 }
 

@@ -139,6 +139,10 @@ func teardown(rec envRecord) error {
 		errs = append(errs, removeCgroupTree(rec.CgroupParent))
 	}
 
+	// Pod processes outside that cgroup parent, found by their network
+	// namespace, before the netns files go.
+	errs = append(errs, killNetnsHolders(rec.Dir))
+
 	// Netns bind mounts, rootfs mounts, anything else under Dir.
 	errs = append(errs, unmountUnder(rec.Dir))
 

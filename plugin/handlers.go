@@ -57,15 +57,15 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	}
 	defer unlock()
 	if err := p.attach(ctx, st, ap, atts, log, start); err != nil {
-		withWhich(log, err).WithError(err).Error("attach failed; sandbox rejected")
+		withErrorSubject(log, err).WithError(err).Error("attach failed; sandbox rejected")
 		return err
 	}
 	return nil
 }
 
-// withWhich adds the network and interface an error is about as fields.
-func withWhich(log *logrus.Entry, err error) *logrus.Entry {
-	if network, iface, ok := attach.Which(err); ok {
+// withErrorSubject adds the network and interface an error is about as fields.
+func withErrorSubject(log *logrus.Entry, err error) *logrus.Entry {
+	if network, iface, ok := attach.ErrorSubject(err); ok {
 		return log.WithFields(logrus.Fields{"network": network, "interface": iface})
 	}
 	return log
@@ -227,7 +227,7 @@ func (p *Plugin) teardownLocked(ctx context.Context, st *state, pod *api.PodSand
 		}
 	}
 	if err := fn(ctx); err != nil {
-		p.detachFailed(pod.GetId(), withWhich(log, err), err, what+": detach incomplete; the resync retries it")
+		p.detachFailed(pod.GetId(), withErrorSubject(log, err), err, what+": detach incomplete; the resync retries it")
 		return
 	}
 	p.detachRecovered(pod.GetId(), log)

@@ -228,7 +228,7 @@ func (p *Plugin) finish(st *state, pod *api.PodSandbox, err, cause error) {
 		log.WithError(cause).Info("background attach rolled back")
 	default:
 		status = gate.Status{State: gate.Failed, Error: err.Error()}
-		withWhich(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
+		withErrorSubject(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
 	}
 	// A sandbox removed meanwhile keeps no gate.
 	if werr := p.sb.updateGate(st.mgr.StateDir(), pod.GetId(), status); werr != nil {

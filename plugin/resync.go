@@ -209,7 +209,7 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 	n := len(rec.Attachments)
 	defer p.publishTeardown(st, PodRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID, SandboxID: rec.SandboxID}, "remove")
 	if err := st.mgr.Remove(ctx, rec.SandboxID); err != nil {
-		p.detachFailed(rec.SandboxID, withWhich(log, err), err, "resync: detach ("+reason+") failed; will retry")
+		p.detachFailed(rec.SandboxID, withErrorSubject(log, err), err, "resync: detach ("+reason+") failed; will retry")
 		return
 	}
 	if err := p.sb.dropGate(st.mgr.StateDir(), rec.SandboxID); err != nil {

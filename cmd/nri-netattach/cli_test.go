@@ -243,6 +243,27 @@ func TestStatusWarnsOnErrorWriter(t *testing.T) {
 	}
 }
 
+// A configuration file that cannot be read: one problem for validate (the
+// system's error, naming the file), an error on the error writer for status.
+func TestMissingConfig(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	var out bytes.Buffer
+	if code := validateCmd([]string{"--config", missing}, &out); code != 1 {
+		t.Errorf("validate: exit %d, want 1", code)
+	}
+	if want := "open " + missing + ": no such file or directory\n"; out.String() != want {
+		t.Errorf("validate printed %q, want %q", out.String(), want)
+	}
+	var errOut bytes.Buffer
+	out.Reset()
+	if code := statusCmd([]string{"--config", missing}, &out, &errOut); code != 1 {
+		t.Errorf("status: exit %d, want 1", code)
+	}
+	if want := "nri-netattach: config: open " + missing + ": no such file or directory\n"; errOut.String() != want || out.Len() != 0 {
+		t.Errorf("status printed %q and %q, want only %q on the error writer", out.String(), errOut.String(), want)
+	}
+}
+
 func TestDispatch(t *testing.T) {
 	if code := dispatch([]string{"version"}); code != 0 {
 		t.Errorf("version: exit %d", code)

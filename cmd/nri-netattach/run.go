@@ -59,9 +59,11 @@ func runCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "nri-netattach:", err)
 		return 2
 	}
+	// Without --config the runtime's configuration (Configure) is used, not
+	// the built-in defaults: cfg stays nil.
 	var cfg *config.Config
 	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
+		if cfg, err = loadConfig(*cfgPath); err != nil {
 			log.WithError(err).Error("invalid configuration")
 			return 1
 		}

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/nri-netattach/nri-netattach/attach"
-	"github.com/nri-netattach/nri-netattach/config"
 )
 
 // statusCmd prints what is attached now, from the state directory, to out;
@@ -23,14 +22,10 @@ func statusCmd(args []string, out, errOut io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := &config.Config{}
-	cfg.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			fmt.Fprintln(errOut, "nri-netattach:", err)
-			return 1
-		}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(errOut, "nri-netattach:", err)
+		return 1
 	}
 	recs, err := attach.ListRecords(cfg.StateDir)
 	if err != nil {

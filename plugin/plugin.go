@@ -57,7 +57,7 @@ type Options struct {
 	// the fact (Kubernetes mode).
 	Publisher Publisher
 	// NADMiss, if set, is asked for a NetworkAttachmentDefinition a pod
-	// names that is not kept on the node (yet); see config.Store.OnNADMiss.
+	// names that is not kept on the node (yet); see config.Networks.OnNADMiss.
 	NADMiss func(namespace, name string) bool
 }
 
@@ -82,7 +82,7 @@ type Plugin struct {
 // configured is everything derived from one configuration.
 type configured struct {
 	cfg     *config.Config
-	store   *config.Store
+	store   *config.Networks
 	mgr     *attach.Manager
 	devices *devices.Client
 	// hookBinary is the wait-attached hook of pipelined mode.
@@ -154,7 +154,7 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	if p.configured != nil {
 		p.configured.devices.Close()
 	}
-	p.configured = &configured{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
+	p.configured = &configured{cfg: cfg, store: config.NewNetworks(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }

@@ -33,7 +33,7 @@ func validateCmd(args []string, out io.Writer) int {
 	if *netDir != "" {
 		cfg.NetworksDir = *netDir
 	}
-	store := config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs)
+	store := config.NewNetworks(cfg.NetworksDir, cfg.CNIBinDirs)
 	defs, err := store.Walk()
 	if err != nil {
 		report(err)

@@ -19,7 +19,7 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	if cur == nil {
 		return nil, nil, nil
 	}
-	hook, err := p.hold(cur, pod)
+	hook, err := p.checkGate(cur, pod)
 	if err != nil {
 		podLog(p.log, pod).WithField("container", ctr.GetName()).WithError(err).Warn("container refused: networks not attached")
 		return nil, nil, err

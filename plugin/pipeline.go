@@ -236,11 +236,11 @@ func (p *Plugin) finish(cur *configured, pod *api.PodSandbox, err, cause error) 
 	}
 }
 
-// hold tells CreateContainer what to do, from the gate cache only: nothing
+// checkGate tells CreateContainer what to do, from the gate cache only: nothing
 // (no attach, or it is done), add the hook (an attach runs), or fail with
 // the attach's error, in which case a new attempt starts for the runtime's
 // next CreateContainer.
-func (p *Plugin) hold(cur *configured, pod *api.PodSandbox) (hook bool, err error) {
+func (p *Plugin) checkGate(cur *configured, pod *api.PodSandbox) (hook bool, err error) {
 	g, ok := p.sb.gate(pod.GetId())
 	if !ok {
 		return false, nil

@@ -158,7 +158,7 @@ func TestDetachAfterDefinitionDeleted(t *testing.T) {
 	if err := os.WriteFile(path, []byte(macvlanConf("mv", parent, "10.205.0.0/24", f.data)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store := config.NewStore(netDir, []string{f.bin})
+	store := config.NewNetworks(netDir, []string{f.bin})
 	n, err := store.Lookup("team-a", config.Ref{Name: "mv"})
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,9 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Which returns the network and interface an error is about, if it is (or
+// ErrorSubject returns the network and interface an error is about, if it is (or
 // wraps) an *Error.
-func Which(err error) (network, iface string, ok bool) {
+func ErrorSubject(err error) (network, iface string, ok bool) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Network, e.Interface, true

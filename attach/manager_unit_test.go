@@ -163,8 +163,8 @@ func TestAttachRollbackInReverse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "network team-a/b (interface net2): CNI ADD failed") || !strings.Contains(err.Error(), "no such device") {
 		t.Fatalf("error %v", err)
 	}
-	if network, iface, ok := Which(err); !ok || network != "team-a/b" || iface != "net2" {
-		t.Errorf("Which = %q %q %v", network, iface, ok)
+	if network, iface, ok := ErrorSubject(err); !ok || network != "team-a/b" || iface != "net2" {
+		t.Errorf("ErrorSubject = %q %q %v", network, iface, ok)
 	}
 	want(t, "calls", f.exec.summary(), []string{
 		"bridge ADD net1", "macvlan ADD net2", "tuning ADD net2",

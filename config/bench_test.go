@@ -8,7 +8,7 @@ import (
 
 // benchStore returns a store over a directory holding the global network
 // "storage" (macvlan + host-local) and a bin dir with those plugins.
-func benchStore(b *testing.B) *Store {
+func benchStore(b *testing.B) *Networks {
 	b.Helper()
 	dir, bin := b.TempDir(), b.TempDir()
 	for _, p := range []string{"macvlan", "host-local"} {
@@ -21,7 +21,7 @@ func benchStore(b *testing.B) *Store {
 	if err := os.WriteFile(filepath.Join(dir, "storage.conflist"), []byte(def), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	return NewStore(dir, []string{bin})
+	return NewNetworks(dir, []string{bin})
 }
 
 // BenchmarkStoreLookupCached is the per-pod cost of finding an unchanged

@@ -38,7 +38,7 @@ type NADFromDir struct {
 // WithNADs makes the store search dir, the NetworkAttachmentDefinitions
 // kept on disk, after the networks directory: for the same NAMESPACE/NAME
 // the node's file wins. It returns s. An empty dir leaves it off.
-func (s *Store) WithNADs(dir string) *Store {
+func (s *Networks) WithNADs(dir string) *Networks {
 	if dir != "" {
 		s.nadsDir = filepath.Clean(dir)
 	}
@@ -49,14 +49,14 @@ func (s *Store) WithNADs(dir string) *Store {
 // neither in the networks directory nor among the NADs kept: fetch may
 // bring the NAD to the NADs directory (one it has not heard of yet) and
 // returns whether it did. It returns s.
-func (s *Store) OnNADMiss(fetch func(namespace, name string) bool) *Store {
+func (s *Networks) OnNADMiss(fetch func(namespace, name string) bool) *Networks {
 	s.nadMiss = fetch
 	return s
 }
 
 // loadNAD returns the definition the NetworkAttachmentDefinition ref
 // stands for. NADs are namespaced: a global ref has none.
-func (s *Store) loadNAD(ref Ref) (*Network, error) {
+func (s *Networks) loadNAD(ref Ref) (*Network, error) {
 	if ref.Namespace == "" {
 		return nil, &NotFoundError{Ref: ref}
 	}
@@ -67,7 +67,7 @@ func (s *Store) loadNAD(ref Ref) (*Network, error) {
 	return n, err
 }
 
-func (s *Store) loadNADOnce(ref Ref) (*Network, error) {
+func (s *Networks) loadNADOnce(ref Ref) (*Network, error) {
 	label := fmt.Sprintf("NetworkAttachmentDefinition %s/%s", ref.Namespace, ref.Name)
 	base := filepath.Join(s.nadsDir, ref.Namespace, ref.Name)
 	if n, err := s.loadFrom(s.nadsDir, ref); err == nil {
@@ -109,7 +109,7 @@ func (s *Store) loadNADOnce(ref Ref) (*Network, error) {
 // (in name order, as libcni lists a CNI directory) whose CNI network name
 // is name. Files that are not JSON objects are skipped: they fail only
 // the pods that name them.
-func (s *Store) byCNIName(name string) (*Network, error) {
+func (s *Networks) byCNIName(name string) (*Network, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, err

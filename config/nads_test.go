@@ -9,7 +9,7 @@ import (
 
 // nadStore returns a store over a networks directory and a NADs directory,
 // both laid out from path → content maps.
-func nadStore(t *testing.T, files, nads map[string]string) *Store {
+func nadStore(t *testing.T, files, nads map[string]string) *Networks {
 	t.Helper()
 	bins := fakeBinDir(t, "macvlan", "bridge")
 	dir, nadDir := t.TempDir(), t.TempDir()
@@ -19,7 +19,7 @@ func nadStore(t *testing.T, files, nads map[string]string) *Store {
 	for p, c := range nads {
 		writeFile(t, filepath.Join(nadDir, p), c)
 	}
-	return NewStore(dir, []string{bins}).WithNADs(nadDir)
+	return NewNetworks(dir, []string{bins}).WithNADs(nadDir)
 }
 
 func TestNADLookup(t *testing.T) {
@@ -102,7 +102,7 @@ func TestNADLookup(t *testing.T) {
 	}
 }
 
-func mustLookup(t *testing.T, s *Store, ns, name string) *Network {
+func mustLookup(t *testing.T, s *Networks, ns, name string) *Network {
 	t.Helper()
 	n, err := s.Lookup(ns, Ref{Name: name})
 	if err != nil {
@@ -119,7 +119,7 @@ func TestNADsOffByDefault(t *testing.T) {
 	if c.NADsDir() != "" {
 		t.Errorf("NADs dir %q with Kubernetes mode off", c.NADsDir())
 	}
-	s := NewStore(t.TempDir(), nil).WithNADs(c.NADsDir())
+	s := NewNetworks(t.TempDir(), nil).WithNADs(c.NADsDir())
 	_, err = s.Lookup("team-a", Ref{Name: "x"})
 	if err == nil || strings.Contains(err.Error(), "NetworkAttachmentDefinition") {
 		t.Errorf("error %v mentions NADs with Kubernetes mode off", err)

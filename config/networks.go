@@ -62,11 +62,11 @@ func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no definition of network %s in %s (looked in namespace %s, then global)", e.Ref, where, e.Namespace)
 }
 
-// Store reads network definitions on demand from a directory, caching each
-// file by its stat identity so that an unchanged definition is not
+// Networks holds the network definitions of a directory, read on demand and
+// cached by each file's stat identity so that an unchanged definition is not
 // re-parsed per pod, while a new, changed or symlink-swapped one (a
 // ConfigMap update) takes effect at once.
-type Store struct {
+type Networks struct {
 	dir     string
 	binDirs []string
 	// nadsDir holds the NetworkAttachmentDefinitions seen (Kubernetes
@@ -89,19 +89,19 @@ type fileID struct {
 	mtime    time.Time
 }
 
-// NewStore returns a store over dir. Plugin types must be found in binDirs.
-func NewStore(dir string, binDirs []string) *Store {
-	return &Store{dir: filepath.Clean(dir), binDirs: binDirs, cache: map[string]cached{}}
+// NewNetworks returns the network definitions of dir. Plugin types must be found in binDirs.
+func NewNetworks(dir string, binDirs []string) *Networks {
+	return &Networks{dir: filepath.Clean(dir), binDirs: binDirs, cache: map[string]cached{}}
 }
 
 // Dir returns the networks directory.
-func (s *Store) Dir() string { return s.dir }
+func (s *Networks) Dir() string { return s.dir }
 
 // Lookup finds the definition a pod in podNamespace refers to with ref:
 // NAMESPACE/NAME is looked up in that namespace only (whether the pod may
 // use it is Config.MayUse's business); NAME in the pod's namespace first
 // (when podNamespace is not empty), then among the global networks.
-func (s *Store) Lookup(podNamespace string, ref Ref) (*Network, error) {
+func (s *Networks) Lookup(podNamespace string, ref Ref) (*Network, error) {
 	if err := validateDNSLabel(ref.Name); err != nil {
 		return nil, fmt.Errorf("network name: %w", err)
 	}
@@ -159,7 +159,7 @@ func isNotFound(err error) bool {
 // load returns the definition of exactly ref (no fallback): the node's
 // file, else the NetworkAttachmentDefinition of that name. Its errors
 // start with the file's path.
-func (s *Store) load(ref Ref) (*Network, error) {
+func (s *Networks) load(ref Ref) (*Network, error) {
 	n, err := s.loadFrom(s.dir, ref)
 	if s.nadsDir == "" || !isNotFound(err) {
 		return n, err
@@ -168,7 +168,7 @@ func (s *Store) load(ref Ref) (*Network, error) {
 }
 
 // loadFrom returns the definition of ref in the directory tree root.
-func (s *Store) loadFrom(root string, ref Ref) (*Network, error) {
+func (s *Networks) loadFrom(root string, ref Ref) (*Network, error) {
 	base := filepath.Join(root, ref.Namespace, ref.Name)
 	var found []string
 	var infos []os.FileInfo
@@ -221,7 +221,7 @@ func identity(fi os.FileInfo) fileID {
 }
 
 // read loads and validates one definition file.
-func (s *Store) read(root string, ref Ref, path string, fi os.FileInfo) (*Network, error) {
+func (s *Networks) read(root string, ref Ref, path string, fi os.FileInfo) (*Network, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", path)
 	}
@@ -341,7 +341,7 @@ type Definition struct {
 // for `validate`. Files that cannot be definitions (bad names, unknown
 // extensions) are reported as errors too; hidden entries (ConfigMap's
 // "..data") are skipped.
-func (s *Store) Walk() ([]Definition, error) {
+func (s *Networks) Walk() ([]Definition, error) {
 	var defs []Definition
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -379,7 +379,7 @@ func (s *Store) Walk() ([]Definition, error) {
 	return defs, nil
 }
 
-func (s *Store) walkFile(ns, path string) Definition {
+func (s *Networks) walkFile(ns, path string) Definition {
 	ext := filepath.Ext(path)
 	name := strings.TrimSuffix(filepath.Base(path), ext)
 	d := Definition{Path: path, Ref: Ref{Namespace: ns, Name: name}}

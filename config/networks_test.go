@@ -377,7 +377,7 @@ func TestStoreLookup(t *testing.T) {
 		{
 			// Ref{Name: "ns2/a"} must not be read as the path ns2/a.conflist:
 			// a pod of ns1 would read namespace ns2's network. Resolve passes
-			// Selection.Ref() through, so the Store checks each part itself.
+			// Selection.Ref() through, so Networks.Lookup checks each part itself.
 			name:    "slash inside Ref.Name does not reach another namespace",
 			files:   map[string]string{"ns2/a.conflist": conflist("ns2-a", "bridge")},
 			podNS:   "ns1",
@@ -410,7 +410,7 @@ func TestStoreLookup(t *testing.T) {
 			for _, plugins := range tt.binDirs {
 				binDirs = append(binDirs, fakeBinDir(t, plugins...))
 			}
-			s := NewStore(dir, binDirs)
+			s := NewNetworks(dir, binDirs)
 			if s.Dir() != dir {
 				t.Errorf("Dir() = %q, want %q", s.Dir(), dir)
 			}
@@ -480,7 +480,7 @@ func TestStoreBrokenFileAffectsOnlyItsNetwork(t *testing.T) {
 		"bad.conflist":  `{"name":"bad","plugins":[{"type":`,
 		"good.conflist": conflist("good", "bridge"),
 	}, nil)
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge")})
 	tests := []struct {
 		ref     string
 		wantErr bool
@@ -516,7 +516,7 @@ func TestStoreConfigMapLayout(t *testing.T) {
 		"..data":     "..2024_01",
 		"a.conflist": "..data/a.conflist",
 	})
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge", "macvlan")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge", "macvlan")})
 
 	steps := []struct {
 		name     string
@@ -571,7 +571,7 @@ func TestStoreConfigMapLayout(t *testing.T) {
 func TestStoreCache(t *testing.T) {
 	dir := netsDir(t, map[string]string{"a.conflist": conflist("v1", "bridge")}, nil)
 	path := filepath.Join(dir, "a.conflist")
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge", "macvlan")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge", "macvlan")})
 
 	lookup := func(t *testing.T) *Network {
 		t.Helper()
@@ -632,7 +632,7 @@ func TestStoreCache(t *testing.T) {
 
 func TestStoreNewFileTakesEffect(t *testing.T) {
 	dir := netsDir(t, nil, nil)
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge")})
 	steps := []struct {
 		name     string
 		write    string // relative path to create before the lookup
@@ -669,7 +669,7 @@ func TestStoreNewFileTakesEffect(t *testing.T) {
 func TestStorePluginInstalledLater(t *testing.T) {
 	dir := netsDir(t, map[string]string{"a.conflist": conflist("net-a", "bridge", "late")}, nil)
 	bin := fakeBinDir(t, "bridge")
-	s := NewStore(dir, []string{bin})
+	s := NewNetworks(dir, []string{bin})
 
 	if _, err := s.Lookup("ns1", Ref{Name: "a"}); err == nil || !strings.Contains(err.Error(), `"late"`) {
 		t.Fatalf("before install: got %v, want an error naming the missing plugin", err)
@@ -705,7 +705,7 @@ func TestStoreWalk(t *testing.T) {
 		"..data":     "..2024_01",
 		"k.conflist": "..data/x.conf", // broken content through a link
 	})
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge")})
 	defs, err := s.Walk()
 	if err != nil {
 		t.Fatalf("Walk: %v", err)
@@ -786,7 +786,7 @@ func TestStoreWalk(t *testing.T) {
 }
 
 func TestStoreWalkMissingDir(t *testing.T) {
-	s := NewStore(filepath.Join(t.TempDir(), "nope"), nil)
+	s := NewNetworks(filepath.Join(t.TempDir(), "nope"), nil)
 	defs, err := s.Walk()
 	if err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Walk of a missing directory = %v, %v; want a not-exist error", defs, err)
@@ -839,7 +839,7 @@ func TestParseDefinition(t *testing.T) {
 
 func TestStoreBrokenFileFixed(t *testing.T) {
 	dir := netsDir(t, map[string]string{"a.conflist": "{"}, nil)
-	s := NewStore(dir, []string{fakeBinDir(t, "bridge")})
+	s := NewNetworks(dir, []string{fakeBinDir(t, "bridge")})
 	steps := []struct {
 		name    string
 		content string // written before the lookup; "" keeps the file

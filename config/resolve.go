@@ -49,7 +49,7 @@ func (r *Request) Label() string {
 }
 
 // Lookup finds the definition of a network for a pod in a namespace;
-// (*Store).Lookup is the real one. A reference with a namespace is looked
+// (*Networks).Lookup is the real one. A reference with a namespace is looked
 // up there only; one without, in podNamespace first (when not empty), then
 // among the global networks.
 type Lookup func(podNamespace string, ref Ref) (*Network, error)

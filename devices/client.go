@@ -16,10 +16,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	podresourcesapi "k8s.io/kubelet/pkg/apis/podresources/v1"
-)
 
-// DefaultSocket is where the kubelet serves the PodResources API.
-const DefaultSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
+	"github.com/nri-netattach/nri-netattach/config"
+)
 
 // maxMsgSize bounds an answer: List carries every pod of the node (the
 // kubelet's own clients use 16 MiB too, where gRPC's default is 4 MiB).
@@ -47,10 +46,10 @@ type Client struct {
 }
 
 // NewClient returns a client of the PodResources API at socket
-// (DefaultSocket if empty). It does not connect yet.
+// (config.DefaultPodResourcesSocket if empty). It does not connect yet.
 func NewClient(socket string) *Client {
 	if socket == "" {
-		socket = DefaultSocket
+		socket = config.DefaultPodResourcesSocket
 	}
 	return &Client{socket: socket}
 }

@@ -341,8 +341,8 @@ func TestClientRedialsAfterFailure(t *testing.T) {
 }
 
 func TestClientDefaultSocket(t *testing.T) {
-	if s := NewClient("").Socket(); s != DefaultSocket {
-		t.Errorf("socket %q, want %q", s, DefaultSocket)
+	if s := NewClient("").Socket(); s != config.DefaultPodResourcesSocket {
+		t.Errorf("socket %q, want %q", s, config.DefaultPodResourcesSocket)
 	}
 }
 

@@ -34,7 +34,7 @@ func TestFetchNADNotSeenYet(t *testing.T) {
 	}
 	// Not running: no watch delivers anything.
 	k := NewWithClients(Options{NodeName: "node-1", NADsDir: nadsDir, Log: quietLog().Logger}, fake.NewClientset(), noWatchList{nc})
-	store := config.NewStore(t.TempDir(), nil).WithNADs(nadsDir).OnNADMiss(k.FetchNAD)
+	store := config.NewNetworks(t.TempDir(), nil).WithNADs(nadsDir).OnNADMiss(k.FetchNAD)
 	if n, err := store.Lookup("team-a", config.Ref{Name: "storage"}); err != nil || n.List.Name != "storage" {
 		t.Fatalf("lookup of a NAD not watched yet: %v, %v", n, err)
 	}

@@ -135,7 +135,7 @@ func TestNADsThroughTheInformer(t *testing.T) {
 	go func() { defer close(done); k.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	store := config.NewStore(netDir, []string{bins}).WithNADs(nadsDir)
+	store := config.NewNetworks(netDir, []string{bins}).WithNADs(nadsDir)
 	lookup := func(ns, name string) (*config.Network, error) {
 		return store.Lookup(ns, config.Ref{Name: name})
 	}
@@ -175,7 +175,7 @@ func TestNADsThroughTheInformer(t *testing.T) {
 	<-done
 	done = make(chan struct{})
 	close(done)
-	fresh := config.NewStore(netDir, []string{bins}).WithNADs(nadsDir)
+	fresh := config.NewNetworks(netDir, []string{bins}).WithNADs(nadsDir)
 	if n, err := fresh.Lookup("team-a", config.Ref{Name: "storage"}); err != nil || !strings.Contains(string(n.List.Bytes), "eth2") {
 		t.Errorf("with no API server: %v, %v", n, err)
 	}

@@ -312,7 +312,7 @@ func TestTestdata(t *testing.T) {
 		wantFaithful(t, byID[f.NAD], data)
 	}
 
-	store := config.NewStore(dir, nil)
+	store := config.NewNetworks(dir, nil)
 	defs, err := store.Walk()
 	if err != nil || len(defs) != 3 {
 		t.Fatalf("Walk: %d definitions, %v", len(defs), err)
@@ -362,7 +362,7 @@ func TestGlobal(t *testing.T) {
 	if _, err := p.Write(); err != nil {
 		t.Fatal(err)
 	}
-	store := config.NewStore(dir, nil)
+	store := config.NewNetworks(dir, nil)
 	for _, ns := range []string{"default", "team-a", "other"} {
 		if _, err := store.Lookup(ns, config.Ref{Name: "shared"}); err != nil {
 			t.Errorf("pod in %s: %v", ns, err)

@@ -15,11 +15,11 @@ import (
 // the pod's network-status file into them when statusInContainers is set.
 // It never waits itself: it runs under the runtime's node-wide lock.
 func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	st := p.current()
-	if st == nil {
+	cur := p.current()
+	if cur == nil {
 		return nil, nil, nil
 	}
-	hook, err := p.hold(st, pod)
+	hook, err := p.checkGate(cur, pod)
 	if err != nil {
 		podLog(p.log, pod).WithField("container", ctr.GetName()).WithError(err).Warn("container refused: networks not attached")
 		return nil, nil, err
@@ -27,17 +27,17 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	adj := &api.ContainerAdjustment{}
 	if hook {
 		adj.AddHooks(&api.Hooks{CreateRuntime: []*api.Hook{{
-			Path:    st.hookBinary,
-			Args:    gate.Hook{Binary: st.hookBinary, StateDir: st.cfg.StateDir, SandboxID: pod.GetId()}.Args(),
+			Path:    cur.hookBinary,
+			Args:    gate.Hook{Binary: cur.hookBinary, StateDir: cur.cfg.StateDir, SandboxID: pod.GetId()}.Args(),
 			Timeout: &api.OptionalInt{Value: gate.RuncTimeout()},
 		}}})
 		podLog(p.log, pod).WithField("container", ctr.GetName()).Debug("networks still attaching: container held by the wait-attached hook")
 	}
-	if sic := st.cfg.StatusInContainers; sic != nil {
+	if sic := cur.cfg.StatusInContainers; sic != nil {
 		// Every pod on a network has the file (pipelined mode creates it
 		// empty at RunPodSandbox and fills it in place); hostNetwork pods
 		// have none.
-		src := st.mgr.StatusPath(pod.GetUid())
+		src := cur.mgr.StatusPath(pod.GetUid())
 		if _, err := os.Stat(src); err == nil {
 			adj.AddMount(&api.Mount{
 				Destination: sic.Path,

@@ -23,13 +23,13 @@ import (
 func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	start := time.Now()
 	log := podLog(p.log, pod)
-	st := p.current()
-	if st == nil {
+	cur := p.current()
+	if cur == nil {
 		return podErr(pod, errNotConfigured)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
+	ctx, cancel := context.WithTimeout(ctx, p.budget(cur.cfg))
 	defer cancel()
-	ap, atts, err := p.resolve(ctx, st, pod, log)
+	ap, atts, err := p.resolve(ctx, cur, pod, log)
 	if err != nil {
 		err = podErr(pod, err)
 		log.WithError(err).Error("invalid network request; sandbox rejected")
@@ -39,13 +39,13 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if ap.SandboxID == "" { // hostNetwork: nothing to attach, no status file
 		return nil
 	}
-	if st.cfg.AttachMode == config.AttachPipelined && len(atts) > 0 {
-		if st.cfg.StatusInContainers != nil {
-			if err := st.mgr.PrepareStatus(ap.UID); err != nil {
+	if cur.cfg.AttachMode == config.AttachPipelined && len(atts) > 0 {
+		if cur.cfg.StatusInContainers != nil {
+			if err := cur.mgr.PrepareStatus(ap.UID); err != nil {
 				return podErr(pod, err)
 			}
 		}
-		if err := p.startAttach(st, request{pod: pod, resolved: &resolution{ap, atts}}); err != nil {
+		if err := p.startAttach(cur, request{pod: pod, resolved: &resolution{ap, atts}}); err != nil {
 			return podErr(pod, err)
 		}
 		log.WithField("resolve", time.Since(start)).Debug("attach runs in the background (pipelined)")
@@ -56,16 +56,16 @@ func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 		return podErr(pod, fmt.Errorf("the sandbox is busy: %w", err))
 	}
 	defer unlock()
-	if err := p.attach(ctx, st, ap, atts, log, start); err != nil {
-		withWhich(log, err).WithError(err).Error("attach failed; sandbox rejected")
+	if err := p.attach(ctx, cur, ap, atts, log, start); err != nil {
+		withErrorSubject(log, err).WithError(err).Error("attach failed; sandbox rejected")
 		return err
 	}
 	return nil
 }
 
-// withWhich adds the network and interface an error is about as fields.
-func withWhich(log *logrus.Entry, err error) *logrus.Entry {
-	if network, iface, ok := attach.Which(err); ok {
+// withErrorSubject adds the network and interface an error is about as fields.
+func withErrorSubject(log *logrus.Entry, err error) *logrus.Entry {
+	if network, iface, ok := attach.ErrorSubject(err); ok {
 		return log.WithFields(logrus.Fields{"network": network, "interface": iface})
 	}
 	return log
@@ -87,14 +87,14 @@ const (
 // attach runs the attach of a resolved pod and logs its outcome: elapsed
 // is the time since start (the handler's entry, in sync mode), cni the
 // part spent in CNI plugin processes. Its error names the pod.
-func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []config.Request, log *logrus.Entry, start time.Time) error {
-	stats, err := st.mgr.Attach(ctx, ap, atts)
+func (p *Plugin) attach(ctx context.Context, cur *configured, ap attach.Pod, atts []config.Request, log *logrus.Entry, start time.Time) error {
+	stats, err := cur.mgr.Attach(ctx, ap, atts)
 	if err != nil {
 		err = fmt.Errorf("pod %s/%s: %w", ap.Namespace, ap.Name, err)
-		p.publishAttached(ctx, st, ap, atts, err)
+		p.publishAttached(ctx, cur, ap, atts, err)
 		return err
 	}
-	defer p.publishAttached(ctx, st, ap, atts, nil)
+	defer p.publishAttached(ctx, cur, ap, atts, nil)
 	elapsed := time.Since(start)
 	if len(atts) == 0 { // only the status file: not an attach for the metrics or the log
 		log.WithField("elapsed", elapsed).Debug("status file written; no secondary networks")
@@ -116,7 +116,7 @@ func (p *Plugin) attach(ctx context.Context, st *state, ap attach.Pod, atts []co
 // found, every interface named, every device-plugin device assigned (from
 // the kubelet). A hostNetwork pod gets nothing and no error; any other pod
 // gets at least its status file.
-func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Request, error) {
+func (p *Plugin) resolve(ctx context.Context, cur *configured, pod *api.PodSandbox, log *logrus.Entry) (attach.Pod, []config.Request, error) {
 	netns := netnsPath(pod)
 	in := config.Pod{Namespace: pod.GetNamespace(), Name: pod.GetName(), Annotations: pod.GetAnnotations(), HostNetwork: netns == ""}
 	ap := attach.Pod{
@@ -131,7 +131,7 @@ func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, lo
 		// An interrupted attach of this sandbox left a record: Attach DELs
 		// its interfaces first, so they do not count as taken.
 		leftover := map[string]bool{}
-		if rec, _ := st.mgr.Record(pod.GetId()); rec != nil {
+		if rec, _ := cur.mgr.Record(pod.GetId()); rec != nil {
 			for _, a := range rec.Attachments {
 				leftover[a.IfName] = true
 			}
@@ -148,9 +148,9 @@ func (p *Plugin) resolve(ctx context.Context, st *state, pod *api.PodSandbox, lo
 	// Devices of device-plugin networks (SR-IOV): one kubelet call, only
 	// when a network names a resource.
 	assign := func(reqs []config.Request) error {
-		return devices.Assign(ctx, st.devices, pod.GetNamespace(), pod.GetName(), reqs)
+		return devices.Assign(ctx, cur.devices, pod.GetNamespace(), pod.GetName(), reqs)
 	}
-	res, err := st.cfg.ResolvePod(in, st.store.Lookup, assign)
+	res, err := cur.cfg.ResolvePod(in, cur.store.Lookup, assign)
 	if err != nil {
 		return attach.Pod{}, nil, err
 	}
@@ -170,19 +170,19 @@ func podErr(pod *api.PodSandbox, err error) error {
 // StopPodSandbox DELs the sandbox's attachments. Errors are logged,
 // never returned: teardown is never blocked.
 func (p *Plugin) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "stop", func(ctx context.Context, st *state) error {
-		return st.mgr.Detach(ctx, pod.GetId())
+	p.teardown(ctx, pod, "stop", func(ctx context.Context, cur *configured) error {
+		return cur.mgr.Detach(ctx, pod.GetId())
 	})
 	return nil
 }
 
 // RemovePodSandbox DELs what is left and forgets the sandbox.
 func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	p.teardown(ctx, pod, "remove", func(ctx context.Context, st *state) error {
-		if err := st.mgr.Remove(ctx, pod.GetId()); err != nil {
+	p.teardown(ctx, pod, "remove", func(ctx context.Context, cur *configured) error {
+		if err := cur.mgr.Remove(ctx, pod.GetId()); err != nil {
 			return err
 		}
-		return p.sb.dropGate(st.mgr.StateDir(), pod.GetId())
+		return p.sb.dropGate(cur.mgr.StateDir(), pod.GetId())
 	})
 	return nil
 }
@@ -193,41 +193,41 @@ func (p *Plugin) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) erro
 // slow rollback, a resync) the teardown goes on in the background and the
 // event returns in time. A DEL cut short by the budget stays recorded, and
 // the resync retries it.
-func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string, fn func(context.Context, *state) error) {
-	st := p.current()
-	if st == nil {
+func (p *Plugin) teardown(ctx context.Context, pod *api.PodSandbox, what string, fn func(context.Context, *configured) error) {
+	cur := p.current()
+	if cur == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.budget(st.cfg))
+	ctx, cancel := context.WithTimeout(ctx, p.budget(cur.cfg))
 	defer cancel()
 	p.sb.cancel(pod.GetId(), errStopping)
 	// Waiting for the lock holds the runtime's node-wide lock: a cancelled
 	// attach usually rolls back in a few milliseconds, anything slower is
 	// finished in the background.
-	lockCtx, cancelLock := context.WithTimeout(ctx, p.budget(st.cfg)/4)
+	lockCtx, cancelLock := context.WithTimeout(ctx, p.budget(cur.cfg)/4)
 	defer cancelLock()
 	unlock, err := p.sb.serial.LockContext(lockCtx, pod.GetId())
 	if err != nil {
-		p.teardownLater(st, pod, what, func(ctx context.Context) error { return fn(ctx, st) })
+		p.teardownLater(cur, pod, what, func(ctx context.Context) error { return fn(ctx, cur) })
 		return
 	}
 	defer unlock()
-	p.teardownLocked(ctx, st, pod, what, func(ctx context.Context) error { return fn(ctx, st) })
+	p.teardownLocked(ctx, cur, pod, what, func(ctx context.Context) error { return fn(ctx, cur) })
 }
 
 // teardownLocked is a teardown under the sandbox's lock. Containers still
 // held by the hook are failed: the sandbox is going away.
-func (p *Plugin) teardownLocked(ctx context.Context, st *state, pod *api.PodSandbox, what string, fn func(context.Context) error) {
+func (p *Plugin) teardownLocked(ctx context.Context, cur *configured, pod *api.PodSandbox, what string, fn func(context.Context) error) {
 	start := time.Now()
 	log := podLog(p.log, pod)
-	defer p.publishTeardown(st, podRef(pod), what)
+	defer p.publishTeardown(cur, podRef(pod), what)
 	if g, ok := p.sb.gate(pod.GetId()); ok && g.State != gate.Attached && g.State != gate.RolledBack {
-		if err := p.sb.setGate(st.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.RolledBack, Error: errStopping.Error()}); err != nil {
+		if err := p.sb.setGate(cur.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.RolledBack, Error: errStopping.Error()}); err != nil {
 			log.WithError(err).Warn(what + ": releasing the held containers")
 		}
 	}
 	if err := fn(ctx); err != nil {
-		p.detachFailed(pod.GetId(), withWhich(log, err), err, what+": detach incomplete; the resync retries it")
+		p.detachFailed(pod.GetId(), withErrorSubject(log, err), err, what+": detach incomplete; the resync retries it")
 		return
 	}
 	p.detachRecovered(pod.GetId(), log)

@@ -148,9 +148,9 @@ type resolution struct {
 
 // startAttach marks the sandbox attaching (its containers are held from
 // now on) and attaches in the background.
-func (p *Plugin) startAttach(st *state, req request) error {
+func (p *Plugin) startAttach(cur *configured, req request) error {
 	id := req.pod.GetId()
-	if err := p.sb.setGate(st.mgr.StateDir(), id, gate.Status{State: gate.Attaching, Deadline: time.Now().Add(gate.AttachTimeout)}); err != nil {
+	if err := p.sb.setGate(cur.mgr.StateDir(), id, gate.Status{State: gate.Attaching, Deadline: time.Now().Add(gate.AttachTimeout)}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -167,14 +167,14 @@ func (p *Plugin) startAttach(st *state, req request) error {
 		defer p.sb.serial.Lock(id)()
 		err := ctx.Err()
 		if err == nil {
-			err = p.attachInBackground(ctx, st, req)
+			err = p.attachInBackground(ctx, cur, req)
 		}
 		p.sb.mu.Lock()
 		if p.sb.jobs[id] == j {
 			delete(p.sb.jobs, id)
 		}
 		p.sb.mu.Unlock()
-		p.finish(st, req.pod, err, context.Cause(ctx))
+		p.finish(cur, req.pod, err, context.Cause(ctx))
 	})
 	return nil
 }
@@ -182,9 +182,9 @@ func (p *Plugin) startAttach(st *state, req request) error {
 // attachInBackground is one background attach, under the sandbox's lock:
 // an attach an earlier run left unfinished is rolled back from its record
 // first, then the pod is resolved (unless the handler did) and attached.
-func (p *Plugin) attachInBackground(ctx context.Context, st *state, req request) error {
+func (p *Plugin) attachInBackground(ctx context.Context, cur *configured, req request) error {
 	log := podLog(p.log, req.pod)
-	rec, err := st.mgr.Record(req.pod.GetId())
+	rec, err := cur.mgr.Record(req.pod.GetId())
 	if err != nil {
 		return podErr(req.pod, err)
 	}
@@ -195,14 +195,14 @@ func (p *Plugin) attachInBackground(ctx context.Context, st *state, req request)
 		// Roll back before resolving: the interfaces it added would take
 		// the names the pod asks for.
 		log.WithField("attachments", len(rec.Attachments)).Info("rolling back an attach that an earlier run left unfinished")
-		if err := st.mgr.RollBack(ctx, rec.SandboxID); err != nil {
+		if err := cur.mgr.RollBack(ctx, rec.SandboxID); err != nil {
 			return podErr(req.pod, fmt.Errorf("rolling back an unfinished attach: %w", err))
 		}
 	}
 	start := time.Now()
 	res := req.resolved
 	if res == nil {
-		ap, reqs, err := p.resolve(ctx, st, req.pod, log)
+		ap, reqs, err := p.resolve(ctx, cur, req.pod, log)
 		if err != nil {
 			return podErr(req.pod, err)
 		}
@@ -214,11 +214,11 @@ func (p *Plugin) attachInBackground(ctx context.Context, st *state, req request)
 	if req.why != "" {
 		log.WithField("networks", len(res.reqs)).Info(req.why)
 	}
-	return p.attach(ctx, st, res.pod, res.reqs, log, start)
+	return p.attach(ctx, cur, res.pod, res.reqs, log, start)
 }
 
 // finish writes the outcome of a background attach for the hook.
-func (p *Plugin) finish(st *state, pod *api.PodSandbox, err, cause error) {
+func (p *Plugin) finish(cur *configured, pod *api.PodSandbox, err, cause error) {
 	log := podLog(p.log, pod)
 	status := gate.Status{State: gate.Attached}
 	switch {
@@ -228,19 +228,19 @@ func (p *Plugin) finish(st *state, pod *api.PodSandbox, err, cause error) {
 		log.WithError(cause).Info("background attach rolled back")
 	default:
 		status = gate.Status{State: gate.Failed, Error: err.Error()}
-		withWhich(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
+		withErrorSubject(log, err).WithError(err).Error("background attach failed; the pod's containers fail until a retry succeeds")
 	}
 	// A sandbox removed meanwhile keeps no gate.
-	if werr := p.sb.updateGate(st.mgr.StateDir(), pod.GetId(), status); werr != nil {
+	if werr := p.sb.updateGate(cur.mgr.StateDir(), pod.GetId(), status); werr != nil {
 		log.WithError(werr).Error("background attach: recording its outcome")
 	}
 }
 
-// hold tells CreateContainer what to do, from the gate cache only: nothing
+// checkGate tells CreateContainer what to do, from the gate cache only: nothing
 // (no attach, or it is done), add the hook (an attach runs), or fail with
 // the attach's error, in which case a new attempt starts for the runtime's
 // next CreateContainer.
-func (p *Plugin) hold(st *state, pod *api.PodSandbox) (hook bool, err error) {
+func (p *Plugin) checkGate(cur *configured, pod *api.PodSandbox) (hook bool, err error) {
 	g, ok := p.sb.gate(pod.GetId())
 	if !ok {
 		return false, nil
@@ -250,7 +250,7 @@ func (p *Plugin) hold(st *state, pod *api.PodSandbox) (hook bool, err error) {
 		return true, nil
 	case gate.Failed:
 		if !p.sb.running(pod.GetId()) {
-			if err := p.startAttach(st, request{pod: pod}); err != nil {
+			if err := p.startAttach(cur, request{pod: pod}); err != nil {
 				return false, podErr(pod, err)
 			}
 		}
@@ -309,7 +309,7 @@ func (p *Plugin) drain() {
 // teardownLater finishes a teardown that could not take the sandbox's
 // lock in time (a rollback or a resync holds it): the event returns, the
 // work is done when the lock is free.
-func (p *Plugin) teardownLater(st *state, pod *api.PodSandbox, what string, fn func(context.Context) error) {
+func (p *Plugin) teardownLater(cur *configured, pod *api.PodSandbox, what string, fn func(context.Context) error) {
 	podLog(p.log, pod).Info(what + ": the sandbox is busy; detaching in the background")
 	p.sb.background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
@@ -320,7 +320,7 @@ func (p *Plugin) teardownLater(st *state, pod *api.PodSandbox, what string, fn f
 			return
 		}
 		defer unlock()
-		p.teardownLocked(ctx, st, pod, what, fn)
+		p.teardownLocked(ctx, cur, pod, what, fn)
 	})
 }
 

@@ -57,7 +57,7 @@ type Options struct {
 	// the fact (Kubernetes mode).
 	Publisher Publisher
 	// NADMiss, if set, is asked for a NetworkAttachmentDefinition a pod
-	// names that is not kept on the node (yet); see config.Store.OnNADMiss.
+	// names that is not kept on the node (yet); see config.Networks.OnNADMiss.
 	NADMiss func(namespace, name string) bool
 }
 
@@ -67,8 +67,8 @@ type Plugin struct {
 	log  *logrus.Logger
 	stub stub.Stub
 
-	mu    sync.RWMutex
-	state *state // nil until configured
+	mu         sync.RWMutex
+	configured *configured // nil until configured
 	// failures remembers sandboxes whose teardown failed, so the resync
 	// logs a failure once and its recovery once.
 	failures sync.Map
@@ -79,10 +79,10 @@ type Plugin struct {
 	resyncReq chan snapshot
 }
 
-// state is everything derived from one configuration.
-type state struct {
+// configured is everything derived from one configuration.
+type configured struct {
 	cfg     *config.Config
-	store   *config.Store
+	store   *config.Networks
 	mgr     *attach.Manager
 	devices *devices.Client
 	// hookBinary is the wait-attached hook of pipelined mode.
@@ -113,11 +113,11 @@ func New(o Options) (*Plugin, error) {
 // no such moment: healing then happens in the resync, and nothing is
 // collected).
 func (p *Plugin) collectGarbage() {
-	st := p.current()
-	p.heal(st)
+	cur := p.current()
+	p.heal(cur)
 	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 	defer cancel()
-	n, err := st.mgr.CollectGarbage(ctx)
+	n, err := cur.mgr.CollectGarbage(ctx)
 	if err != nil {
 		p.log.WithError(err).Warn("start-up: collecting stale attachments from libcni's cache")
 	}
@@ -151,18 +151,18 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != nil {
-		p.state.devices.Close()
+	if p.configured != nil {
+		p.configured.devices.Close()
 	}
-	p.state = &state{cfg: cfg, store: config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
+	p.configured = &configured{cfg: cfg, store: config.NewNetworks(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
 		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
 	return nil
 }
 
-func (p *Plugin) current() *state {
+func (p *Plugin) current() *configured {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return p.state
+	return p.configured
 }
 
 // Configure takes the runtime's configuration for the plugin when no
@@ -174,7 +174,7 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 		if err != nil {
 			return 0, fmt.Errorf("configuration from the runtime: %w", err)
 		}
-		// Configure comes on every (re)connection. The state is kept when
+		// Configure comes on every (re)connection. What it configured is kept when
 		// the configuration is the same: background attaches and the
 		// resync hold its per-sandbox locks.
 		if cur := p.current(); cur == nil || !reflect.DeepEqual(cur.cfg, c) {
@@ -184,13 +184,13 @@ func (p *Plugin) Configure(_ context.Context, cfg, runtime, version string) (api
 		}
 	}
 	p.opts.Metrics.SetConnected(true)
-	st := p.current()
+	cur := p.current()
 	p.log.WithFields(logrus.Fields{
 		"runtime": runtime, "version": version,
-		"requestTimeout": p.requestTimeout(), "attachBudget": p.budget(st.cfg),
-		"networksDir": st.cfg.NetworksDir, "attachMode": st.cfg.AttachMode,
+		"requestTimeout": p.requestTimeout(), "attachBudget": p.budget(cur.cfg),
+		"networksDir": cur.cfg.NetworksDir, "attachMode": cur.cfg.AttachMode,
 	}).Info("configured by the runtime")
-	return events(st.cfg)
+	return events(cur.cfg)
 }
 
 // events are the NRI events nri-netattach handles. CreateContainer is one

@@ -49,7 +49,7 @@ type AddedInterface struct {
 
 // publishAttached tells the publisher of a finished attach, or of a
 // failed one (except when it was cancelled because the sandbox stops).
-func (p *Plugin) publishAttached(ctx context.Context, st *state, ap attach.Pod, atts []config.Request, err error) {
+func (p *Plugin) publishAttached(ctx context.Context, cur *configured, ap attach.Pod, atts []config.Request, err error) {
 	pub := p.opts.Publisher
 	if pub == nil {
 		return
@@ -61,8 +61,8 @@ func (p *Plugin) publishAttached(ctx context.Context, st *state, ap attach.Pod, 
 		}
 		return
 	}
-	status, serr := readStatus(st, ap.UID)
-	ips, ierr := st.mgr.AddedIPs(ap.SandboxID)
+	status, serr := readStatus(cur, ap.UID)
+	ips, ierr := cur.mgr.AddedIPs(ap.SandboxID)
 	if serr != nil || ierr != nil {
 		p.log.WithError(errors.Join(serr, ierr)).WithField("pod", ap.Namespace+"/"+ap.Name).Warn("cannot read what was attached; not published")
 		return
@@ -85,12 +85,12 @@ func (p *Plugin) publishRejected(pod *api.PodSandbox, err error) {
 }
 
 // publishTeardown tells the publisher of a stop ("stop") or removal.
-func (p *Plugin) publishTeardown(st *state, ref PodRef, what string) {
+func (p *Plugin) publishTeardown(cur *configured, ref PodRef, what string) {
 	pub := p.opts.Publisher
 	if pub == nil || ref.UID == "" {
 		return
 	}
-	status, err := readStatus(st, ref.UID)
+	status, err := readStatus(cur, ref.UID)
 	if err != nil {
 		p.log.WithError(err).WithField("pod", ref.Namespace+"/"+ref.Name).Warn("cannot read the status file; not published")
 		return
@@ -107,8 +107,8 @@ func podRef(pod *api.PodSandbox) PodRef {
 }
 
 // readStatus returns the pod's status file, nil when there is none.
-func readStatus(st *state, uid string) ([]byte, error) {
-	data, err := os.ReadFile(st.mgr.StatusPath(uid))
+func readStatus(cur *configured, uid string) ([]byte, error) {
+	data, err := os.ReadFile(cur.mgr.StatusPath(uid))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

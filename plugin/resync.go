@@ -32,21 +32,21 @@ type snapshot struct {
 // worker: Synchronize, like every NRI request, holds the runtime's lock
 // for the whole node.
 func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, _ []*api.Container) ([]*api.ContainerUpdate, error) {
-	st := p.current()
-	if st == nil {
+	cur := p.current()
+	if cur == nil {
 		return nil, errNotConfigured
 	}
-	recs, _ := st.mgr.Records() // unreadable ones are healed by the worker
+	recs, _ := cur.mgr.Records() // unreadable ones are healed by the worker
 	byID := make(map[string]*attach.Record, len(recs))
 	for _, r := range recs {
 		byID[r.SandboxID] = r
 	}
 	snap := snapshot{pods: pods, at: time.Now()}
 	for _, pod := range pods {
-		if p.sb.running(pod.GetId()) || !needsAttach(st.cfg, pod, byID[pod.GetId()]) {
+		if p.sb.running(pod.GetId()) || !needsAttach(cur.cfg, pod, byID[pod.GetId()]) {
 			continue
 		}
-		if err := p.sb.setGate(st.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.Attaching, Deadline: time.Now().Add(resyncTimeout)}); err != nil {
+		if err := p.sb.setGate(cur.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.Attaching, Deadline: time.Now().Add(resyncTimeout)}); err != nil {
 			podLog(p.log, pod).WithError(err).Error("resync: cannot hold the pod's containers")
 		}
 		snap.attach = append(snap.attach, pod)
@@ -73,12 +73,12 @@ func (p *Plugin) resyncWorker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case snap := <-p.resyncReq:
-			if st := p.current(); st != nil {
-				p.reconcile(ctx, st, snap)
+			if cur := p.current(); cur != nil {
+				p.reconcile(ctx, cur, snap)
 			}
 		case <-t.C:
-			if st := p.current(); st != nil {
-				p.checkNetNS(st)
+			if cur := p.current(); cur != nil {
+				p.checkNetNS(cur)
 			}
 		}
 	}
@@ -87,13 +87,13 @@ func (p *Plugin) resyncWorker(ctx context.Context) {
 // reconcile detaches and forgets the sandboxes that no longer exist, and
 // attaches the live pods Synchronize marked. A live pod that is attached
 // is never touched: not re-attached, renamed or re-addressed.
-func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
-	p.heal(st)
+func (p *Plugin) reconcile(ctx context.Context, cur *configured, snap snapshot) {
+	p.heal(cur)
 	live := make(map[string]bool, len(snap.pods))
 	for _, pod := range snap.pods {
 		live[pod.GetId()] = true
 	}
-	recs, err := st.mgr.Records()
+	recs, err := cur.mgr.Records()
 	if err != nil {
 		p.log.WithError(err).Error("resync: reading records")
 	}
@@ -105,9 +105,9 @@ func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
 		if live[rec.SandboxID] || !rec.Created.Before(snap.at) || p.sb.running(rec.SandboxID) || attach.NetNSExists(rec.NetNS) {
 			continue
 		}
-		p.forget(st, rec, "sandbox no longer exists")
+		p.forget(cur, rec, "sandbox no longer exists")
 	}
-	p.forgetGates(st, live, recs, snap.at)
+	p.forgetGates(cur, live, recs, snap.at)
 
 	var wg sync.WaitGroup
 	for _, pod := range snap.attach {
@@ -119,7 +119,7 @@ func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
 		if g, ok := p.sb.gate(pod.GetId()); !ok || g.State != gate.Attaching {
 			continue
 		}
-		if err := p.startAttach(st, request{pod: pod, why: "resync: pod started while nri-netattach was not connected, or its attach was interrupted; attaching its networks now"}); err != nil {
+		if err := p.startAttach(cur, request{pod: pod, why: "resync: pod started while nri-netattach was not connected, or its attach was interrupted; attaching its networks now"}); err != nil {
 			podLog(p.log, pod).WithError(err).Error("resync: attach not started")
 			continue
 		}
@@ -138,7 +138,7 @@ func (p *Plugin) reconcile(ctx context.Context, st *state, snap snapshot) {
 // forgetGates drops the gate files of sandboxes that are neither live nor
 // recorded (a removal the plugin did not hear of). A gate written since the
 // runtime's list was taken belongs to a pod started since: it is kept.
-func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Record, listed time.Time) {
+func (p *Plugin) forgetGates(cur *configured, live map[string]bool, recs []*attach.Record, listed time.Time) {
 	recorded := make(map[string]bool, len(recs))
 	for _, r := range recs {
 		recorded[r.SandboxID] = true
@@ -152,10 +152,10 @@ func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Rec
 	}
 	p.sb.mu.Unlock()
 	for _, id := range stale {
-		if fi, err := os.Stat(gate.Path(st.mgr.StateDir(), id)); err == nil && !fi.ModTime().Before(listed) {
+		if fi, err := os.Stat(gate.Path(cur.mgr.StateDir(), id)); err == nil && !fi.ModTime().Before(listed) {
 			continue
 		}
-		if err := p.sb.dropGate(st.mgr.StateDir(), id); err != nil {
+		if err := p.sb.dropGate(cur.mgr.StateDir(), id); err != nil {
 			p.log.WithField("sandbox", shortID(id)).WithError(err).Warn("resync: removing a stale gate file")
 		}
 	}
@@ -163,8 +163,8 @@ func (p *Plugin) forgetGates(st *state, live map[string]bool, recs []*attach.Rec
 
 // heal moves unreadable records aside (once each: they are renamed) and
 // logs one line for each.
-func (p *Plugin) heal(st *state) {
-	healed, err := st.mgr.Heal()
+func (p *Plugin) heal(cur *configured) {
+	healed, err := cur.mgr.Heal()
 	for _, h := range healed {
 		log := p.log.WithFields(logrus.Fields{"sandbox": shortID(h.SandboxID), "movedTo": h.MovedTo, "reason": h.Reason})
 		if h.Rebuilt != nil {
@@ -181,15 +181,15 @@ func (p *Plugin) heal(st *state) {
 // checkNetNS detaches the recorded sandboxes whose network namespace is
 // gone: the runtime sends no Stop/Remove for pods that existed before it
 // restarted. A sandbox busy with other work is checked next time.
-func (p *Plugin) checkNetNS(st *state) {
-	p.heal(st)
-	gone, live, err := st.mgr.Scan()
+func (p *Plugin) checkNetNS(cur *configured) {
+	p.heal(cur)
+	gone, live, err := cur.mgr.Scan()
 	if err != nil {
 		p.errorOnce(err, "resync: reading records")
 	}
 	p.opts.Metrics.SetAttachments(live)
 	for _, rec := range gone {
-		p.forget(st, rec, "network namespace is gone")
+		p.forget(cur, rec, "network namespace is gone")
 	}
 }
 
@@ -197,7 +197,7 @@ func (p *Plugin) checkNetNS(st *state) {
 // sandbox's lock; a sandbox that is busy is left for the next resync. A
 // failure is logged once; the next resync retries, and its success is
 // logged.
-func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
+func (p *Plugin) forget(cur *configured, rec *attach.Record, reason string) {
 	unlock, ok := p.sb.serial.TryLock(rec.SandboxID)
 	if !ok {
 		return
@@ -207,12 +207,12 @@ func (p *Plugin) forget(st *state, rec *attach.Record, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), resyncTimeout)
 	defer cancel()
 	n := len(rec.Attachments)
-	defer p.publishTeardown(st, PodRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID, SandboxID: rec.SandboxID}, "remove")
-	if err := st.mgr.Remove(ctx, rec.SandboxID); err != nil {
-		p.detachFailed(rec.SandboxID, withWhich(log, err), err, "resync: detach ("+reason+") failed; will retry")
+	defer p.publishTeardown(cur, PodRef{Namespace: rec.Namespace, Name: rec.Name, UID: rec.UID, SandboxID: rec.SandboxID}, "remove")
+	if err := cur.mgr.Remove(ctx, rec.SandboxID); err != nil {
+		p.detachFailed(rec.SandboxID, withErrorSubject(log, err), err, "resync: detach ("+reason+") failed; will retry")
 		return
 	}
-	if err := p.sb.dropGate(st.mgr.StateDir(), rec.SandboxID); err != nil {
+	if err := p.sb.dropGate(cur.mgr.StateDir(), rec.SandboxID); err != nil {
 		log.WithError(err).Warn("resync: removing the gate file")
 	}
 	p.detachRecovered(rec.SandboxID, log)

@@ -20,6 +20,13 @@ const (
 	stableConnection = 30 * time.Second
 )
 
+// LaunchedByRuntime reports whether the runtime itself started this process
+// as a pre-installed plugin: it then passes the connection to it in the
+// environment, along with the plugin's name and index.
+func LaunchedByRuntime() bool {
+	return os.Getenv(api.PluginSocketEnvVar) != ""
+}
+
 // Run connects to the runtime and serves NRI events until ctx is done.
 // When the connection closes (the runtime restarted) it reconnects with
 // backoff, and the runtime's Synchronize on every connection resyncs. A
@@ -63,7 +70,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		p.drain()
 	}()
 
-	preconnected := os.Getenv(api.PluginSocketEnvVar) != ""
+	preconnected := LaunchedByRuntime()
 	backoff := minBackoff
 	for {
 		start := time.Now()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,7 +163,7 @@ func TestStatus(t *testing.T) {
 	rec("bbbbbbbbbbbbbbbb", "team-b", "db", attach.StateDetached)
 
 	var out bytes.Buffer
-	if code := statusCmd([]string{"--config", cfg}, &out); code != 0 {
+	if code := statusCmd([]string{"--config", cfg}, &out, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{
@@ -175,7 +176,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	out.Reset()
-	if code := statusCmd([]string{"--config", cfg, "--pod", "team-a/web", "--json"}, &out); code != 0 {
+	if code := statusCmd([]string{"--config", cfg, "--pod", "team-a/web", "--json"}, &out, io.Discard); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	var view []podStatus
@@ -191,18 +192,75 @@ func TestStatus(t *testing.T) {
 	}
 
 	out.Reset()
-	if code := statusCmd([]string{"--config", cfg, "--pod", "team-c/none"}, &out); code != 1 {
+	if code := statusCmd([]string{"--config", cfg, "--pod", "team-c/none"}, &out, io.Discard); code != 1 {
 		t.Errorf("unknown pod: exit %d, want 1", code)
 	}
 	// status reads only: a missing state directory is not created.
 	empty := filepath.Join(root, "nostate")
 	write(t, filepath.Join(root, "c2.yaml"), "stateDir: "+empty+"\n")
 	out.Reset()
-	if code := statusCmd([]string{"--config", filepath.Join(root, "c2.yaml")}, &out); code != 0 {
+	if code := statusCmd([]string{"--config", filepath.Join(root, "c2.yaml")}, &out, io.Discard); code != 0 {
 		t.Errorf("empty state: exit %d", code)
 	}
 	if _, err := os.Stat(empty); !os.IsNotExist(err) {
 		t.Errorf("status created %s", empty)
+	}
+}
+
+// A record that cannot be read is a warning on the error writer: the other
+// records are still shown and the exit code is 0.
+func TestStatusWarnsOnErrorWriter(t *testing.T) {
+	root := t.TempDir()
+	state := filepath.Join(root, "state")
+	cfg := filepath.Join(root, "config.yaml")
+	write(t, cfg, "stateDir: "+state+"\n")
+	data, _ := json.Marshal(attach.Record{SandboxID: "aaaaaaaaaaaaaaaa", Namespace: "team-a", Name: "web",
+		State: attach.StateAttached, Created: time.Unix(1700000000, 0)})
+	write(t, filepath.Join(state, "sandboxes", "aaaaaaaaaaaaaaaa.json"), string(data))
+	write(t, filepath.Join(state, "sandboxes", "cccccccccccccccc.json"), "{")
+
+	var out, errOut bytes.Buffer
+	if code := statusCmd([]string{"--config", cfg}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "team-a/web") {
+		t.Errorf("the readable record is not shown:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "warning") {
+		t.Errorf("the warning went to the output writer:\n%s", out.String())
+	}
+	if w := errOut.String(); !strings.Contains(w, "nri-netattach: warning:") || !strings.Contains(w, "cccccccccccccccc") {
+		t.Errorf("the error writer lacks the warning about the unreadable record: %q", w)
+	}
+
+	out.Reset()
+	errOut.Reset()
+	if code := statusCmd([]string{"--config", cfg, "--pod", "team-c/none"}, &out, &errOut); code != 1 {
+		t.Errorf("unknown pod: exit %d, want 1", code)
+	}
+	if !strings.Contains(errOut.String(), "no attachments recorded for pod team-c/none") {
+		t.Errorf("the error writer lacks the unknown pod: %q", errOut.String())
+	}
+}
+
+// A configuration file that cannot be read: one problem for validate (the
+// system's error, naming the file), an error on the error writer for status.
+func TestMissingConfig(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	var out bytes.Buffer
+	if code := validateCmd([]string{"--config", missing}, &out); code != 1 {
+		t.Errorf("validate: exit %d, want 1", code)
+	}
+	if want := "open " + missing + ": no such file or directory\n"; out.String() != want {
+		t.Errorf("validate printed %q, want %q", out.String(), want)
+	}
+	var errOut bytes.Buffer
+	out.Reset()
+	if code := statusCmd([]string{"--config", missing}, &out, &errOut); code != 1 {
+		t.Errorf("status: exit %d, want 1", code)
+	}
+	if want := "nri-netattach: config: open " + missing + ": no such file or directory\n"; errOut.String() != want || out.Len() != 0 {
+		t.Errorf("status printed %q and %q, want only %q on the error writer", out.String(), errOut.String(), want)
 	}
 }
 

@@ -41,7 +41,7 @@ func dispatch(args []string) int {
 	case "validate":
 		return validateCmd(args, os.Stdout)
 	case "status":
-		return statusCmd(args, os.Stdout)
+		return statusCmd(args, os.Stdout, os.Stderr)
 	case "import-nads":
 		return importNADsCmd(args, os.Stdout, os.Stderr)
 	case "config":

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/config"
@@ -43,7 +42,7 @@ func runCmd(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	launched := os.Getenv(api.PluginSocketEnvVar) != ""
+	launched := plugin.LaunchedByRuntime()
 	if launched {
 		// The runtime starts pre-installed plugins with only the NRI
 		// variables: no PATH (CNI plugins look up iptables and the like), and
@@ -60,9 +59,11 @@ func runCmd(args []string) int {
 		fmt.Fprintln(os.Stderr, "nri-netattach:", err)
 		return 2
 	}
+	// Without --config the runtime's configuration (Configure) is used, not
+	// the built-in defaults: cfg stays nil.
 	var cfg *config.Config
 	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
+		if cfg, err = loadConfig(*cfgPath); err != nil {
 			log.WithError(err).Error("invalid configuration")
 			return 1
 		}

@@ -5,17 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/nri-netattach/nri-netattach/attach"
-	"github.com/nri-netattach/nri-netattach/config"
 )
 
-// statusCmd prints what is attached now, from the state directory.
-func statusCmd(args []string, out io.Writer) int {
+// statusCmd prints what is attached now, from the state directory, to out;
+// errors and warnings go to errOut.
+func statusCmd(args []string, out, errOut io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	pod := fs.String("pod", "", "only this pod (NAMESPACE/NAME)")
@@ -23,18 +22,14 @@ func statusCmd(args []string, out io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := &config.Config{}
-	cfg.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			fmt.Fprintln(os.Stderr, "nri-netattach:", err)
-			return 1
-		}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(errOut, "nri-netattach:", err)
+		return 1
 	}
 	recs, err := attach.ListRecords(cfg.StateDir)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "nri-netattach: warning:", err)
+		fmt.Fprintln(errOut, "nri-netattach: warning:", err)
 	}
 	var shown []*attach.Record
 	for _, r := range recs {
@@ -75,7 +70,7 @@ func statusCmd(args []string, out io.Writer) int {
 		return 1
 	}
 	if *pod != "" && len(shown) == 0 {
-		fmt.Fprintf(os.Stderr, "nri-netattach: no attachments recorded for pod %s\n", *pod)
+		fmt.Fprintf(errOut, "nri-netattach: no attachments recorded for pod %s\n", *pod)
 		return 1
 	}
 	return 0

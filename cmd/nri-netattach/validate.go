@@ -1,11 +1,9 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/nri-netattach/nri-netattach/config"
 )
@@ -25,26 +23,17 @@ func validateCmd(args []string, out io.Writer) int {
 		problems++
 		fmt.Fprintln(out, err)
 	}
-	cfg := &config.Config{}
-	if *cfgPath != "" {
-		data, err := os.ReadFile(*cfgPath)
-		if err != nil {
-			report(err)
-			return 1
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		for _, e := range configProblems(*cfgPath, err) {
+			report(e)
 		}
-		if cfg, err = config.Parse(data); err != nil {
-			for _, e := range flatten(err) {
-				report(fmt.Errorf("%s: %w", *cfgPath, e))
-			}
-			return 1
-		}
-	} else {
-		cfg.Default()
+		return 1
 	}
 	if *netDir != "" {
 		cfg.NetworksDir = *netDir
 	}
-	store := config.NewStore(cfg.NetworksDir, cfg.CNIBinDirs)
+	store := config.NewNetworks(cfg.NetworksDir, cfg.CNIBinDirs)
 	defs, err := store.Walk()
 	if err != nil {
 		report(err)
@@ -75,13 +64,4 @@ func validateCmd(args []string, out io.Writer) int {
 	}
 	fmt.Fprintf(out, "ok: %d network definitions in %s\n", len(defs), cfg.NetworksDir)
 	return 0
-}
-
-// flatten undoes errors.Join.
-func flatten(err error) []error {
-	var j interface{ Unwrap() []error }
-	if errors.As(err, &j) {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

@@ -1,15 +1,12 @@
 package framework
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -163,60 +160,4 @@ func (p *Process) Logs() string {
 		return fmt.Sprintf("(cannot read %s: %v)", p.LogPath, err)
 	}
 	return string(data)
-}
-
-// ContainerdLogOffset returns the current size of containerd's log, to pass
-// to WaitForContainerdLog as the point to search from.
-func (e *Env) ContainerdLogOffset() int64 {
-	st, err := os.Stat(e.layout.log)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
-// WaitForContainerdLog waits until a line written to containerd's log at or
-// after offset since contains all of substrings, and returns that line. For
-// example, an external NRI plugin has registered once containerd logged
-// `connected and synchronized` with the plugin's name.
-func (e *Env) WaitForContainerdLog(ctx context.Context, since int64, substrings ...string) (string, error) {
-	var line string
-	err := poll(ctx, 20*time.Millisecond, func() (bool, error) {
-		var err error
-		line, err = findLogLine(e.layout.log, since, substrings)
-		return line != "", err
-	})
-	if err != nil {
-		return "", fmt.Errorf("wait for containerd log line with %q: %w", substrings, err)
-	}
-	return line, nil
-}
-
-func findLogLine(path string, since int64, substrings []string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("open containerd log: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Seek(since, io.SeekStart); err != nil {
-		return "", fmt.Errorf("seek containerd log: %w", err)
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if containsAll(line, substrings) {
-			return line, nil
-		}
-	}
-	return "", nil
-}
-
-func containsAll(s string, subs []string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
 }

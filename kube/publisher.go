@@ -219,6 +219,9 @@ func (p *Publisher) next(ctx context.Context) bool {
 		return true
 	}
 	p.queue.Forget(uid)
+	// Counted before the pod leaves the pending set, so that a reader who
+	// sees nothing pending sees this write counted.
+	p.metrics.writes.WithLabelValues(out.String()).Inc()
 	p.mu.Lock()
 	if cur := p.want[uid]; cur != nil && cur.seq == snap.seq {
 		if out == parked {
@@ -228,7 +231,6 @@ func (p *Publisher) next(ctx context.Context) bool {
 		}
 	}
 	p.mu.Unlock()
-	p.metrics.writes.WithLabelValues(out.String()).Inc()
 	if out == written {
 		since := time.Since(snap.since)
 		p.metrics.latency.Observe(since.Seconds())

@@ -20,10 +20,10 @@ func TestAttachDetach(t *testing.T) {
 		links := s.links(id)
 		t.Logf("e2e: pod team-a/two-nets interfaces %v", keys(links))
 		ips, _ := s.env.PodIPs(s.ctx, id)
-		if eth0, ok := links["eth0"]; !ok || len(ips) == 0 || addrIn(eth0, ips[0]+"/") == "" {
+		if eth0, ok := links["eth0"]; !ok || len(ips) == 0 || framework.AddrIn(eth0, ips[0]+"/") == "" {
 			t.Errorf("eth0 not the runtime's: %+v, pod IPs %v", links["eth0"], ips)
 		}
-		net1, net2 := addrIn(links["net1"], "10.250.1."), addrIn(links["net2"], "10.250.2.")
+		net1, net2 := framework.AddrIn(links["net1"], "10.250.1."), framework.AddrIn(links["net2"], "10.250.2.")
 		if net1 == "" || links["net1"].Kind != "macvlan" || net2 == "" || links["net2"].Kind != "veth" {
 			t.Fatalf("net1 %+v, net2 %+v: want macvlan in 10.250.1.0/24 and bridge veth in 10.250.2.0/24", links["net1"], links["net2"])
 		}
@@ -50,7 +50,7 @@ func TestAttachDetach(t *testing.T) {
 		s.t = t
 		id := s.mustPod("team-a", "short", "fabric@data0, storage@stor0")
 		links := s.links(id)
-		if addrIn(links["data0"], "10.250.2.") == "" || addrIn(links["stor0"], "10.250.1.") == "" || links["net1"].Name != "" {
+		if framework.AddrIn(links["data0"], "10.250.2.") == "" || framework.AddrIn(links["stor0"], "10.250.1.") == "" || links["net1"].Name != "" {
 			t.Errorf("interfaces %v: want data0 (fabric) and stor0 (storage)", keys(links))
 		}
 		s.remove(id)
@@ -63,10 +63,10 @@ func TestAttachDetach(t *testing.T) {
 		id := s.mustPod("team-a", "json", `[{"name":"pinned","interface":"pin0","ips":["10.250.9.42/24"],"mac":"02:00:00:aa:bb:cc"},{"name":"fabric"}]`)
 		links := s.links(id)
 		pin := links["pin0"]
-		if addrIn(pin, "10.250.9.42/24") == "" || pin.MAC != "02:00:00:aa:bb:cc" {
+		if framework.AddrIn(pin, "10.250.9.42/24") == "" || pin.MAC != "02:00:00:aa:bb:cc" {
 			t.Errorf("pin0 = %+v; want 10.250.9.42/24 and MAC 02:00:00:aa:bb:cc", pin)
 		}
-		if addrIn(links["net2"], "10.250.2.") == "" {
+		if framework.AddrIn(links["net2"], "10.250.2.") == "" {
 			t.Errorf("fabric not on net2: %v", keys(links))
 		}
 		t.Logf("e2e: pin0 %v %s, net2 %v", pin.Addrs, pin.MAC, links["net2"].Addrs)

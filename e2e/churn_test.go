@@ -53,7 +53,7 @@ func TestChurn(t *testing.T) {
 			}
 			created++
 			links := s.links(ids[i])
-			if addrIn(links["net1"], "10.250.1.") != "" && addrIn(links["net2"], "10.250.2.") != "" {
+			if framework.AddrIn(links["net1"], "10.250.1.") != "" && framework.AddrIn(links["net2"], "10.250.2.") != "" {
 				attached++
 			}
 		}

@@ -147,7 +147,7 @@ func TestCompat(t *testing.T) {
 		s.expectClean("after the plugin refused the address")
 		// Declared: the requests reach the plugins.
 		id := s.mustPod("team-a", "caps-ok", `[{"name":"pinned","ips":["10.250.9.43/24"],"mac":"02:00:00:aa:bb:cd"}]`)
-		if l := s.links(id)["net1"]; addrIn(l, "10.250.9.43/24") == "" || l.MAC != "02:00:00:aa:bb:cd" {
+		if l := s.links(id)["net1"]; framework.AddrIn(l, "10.250.9.43/24") == "" || l.MAC != "02:00:00:aa:bb:cd" {
 			t.Errorf("net1 = %+v", l)
 		}
 		s.remove(id)
@@ -158,7 +158,7 @@ func TestCompat(t *testing.T) {
 		s.t = t
 		id := s.mustPod("team-a", "numbered", `[{"name":"fabric","interface":"x0"},{"name":"storage"}]`)
 		links := s.links(id)
-		if addrIn(links["x0"], "10.250.2.") == "" || addrIn(links["net2"], "10.250.1.") == "" || links["net1"].Name != "" {
+		if framework.AddrIn(links["x0"], "10.250.2.") == "" || framework.AddrIn(links["net2"], "10.250.1.") == "" || links["net1"].Name != "" {
 			t.Errorf("interfaces %v: want x0 (fabric) and net2 (storage), as Multus names them", keys(links))
 		}
 		t.Logf("e2e: interfaces %v", keys(links))
@@ -172,7 +172,7 @@ func TestCompat(t *testing.T) {
 		s.network("default", "shared", fmt.Sprintf(`{"cniVersion":"1.0.0","name":"shared","plugins":[{"type":"bridge","bridge":%q,
 "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.5.0/24"}]]}}]}`, s.bridge, s.dirs.IPAM))
 		id = s.mustPod("team-a", "spaces", " fabric @ f0 , default / shared @ sh0 , storage ")
-		if links := s.links(id); links["f0"].Name == "" || addrIn(links["sh0"], "10.250.5.") == "" || links["net3"].Name == "" {
+		if links := s.links(id); links["f0"].Name == "" || framework.AddrIn(links["sh0"], "10.250.5.") == "" || links["net3"].Name == "" {
 			t.Errorf("interfaces %v: want f0, sh0 (default/shared) and net3", keys(links))
 		}
 		if st := s.statusFile(s.uid(id)); len(st) != 4 || st[2]["name"] != "default/shared" {
@@ -245,11 +245,11 @@ func TestCompat(t *testing.T) {
 "ipam":{"type":"host-local","dataDir":%q,"ranges":[[{"subnet":"10.250.4.0/24"}]]}}]}`, s.bridge, s.dirs.IPAM))
 		s.restartPlugin(map[string]any{"defaultNetworks": []string{"team-b/mon"}})
 		b := s.mustPod("team-b", "mine", "storage")
-		if links := s.links(b); addrIn(links["net1"], "10.250.4.") == "" || addrIn(links["net2"], "10.250.1.") == "" {
+		if links := s.links(b); framework.AddrIn(links["net1"], "10.250.4.") == "" || framework.AddrIn(links["net2"], "10.250.1.") == "" {
 			t.Errorf("team-b pod: interfaces %v, want mon as net1 and storage as net2", keys(s.links(b)))
 		}
 		a := s.mustPod("team-a", "other", "storage")
-		if links := s.links(a); addrIn(links["net1"], "10.250.1.") == "" || links["net2"].Name != "" {
+		if links := s.links(a); framework.AddrIn(links["net1"], "10.250.1.") == "" || links["net2"].Name != "" {
 			t.Errorf("team-a pod: interfaces %v, want storage as net1 and no mon", keys(links))
 		}
 		t.Logf("e2e: team-b pod %v, team-a pod %v", keys(s.links(b)), keys(s.links(a)))

@@ -70,7 +70,7 @@ func TestPreinstalledPlugin(t *testing.T) {
 		links, _ = framework.LinksInNetNS(netns)
 		l, ok := framework.FindLink(links, "net1")
 		net1 = l
-		return ok && addrIn(l, "10.250.5.") != ""
+		return ok && framework.AddrIn(l, "10.250.5.") != ""
 	})
 	t.Logf("e2e: pre-installed plugin launched by containerd, configured through Configure; pod net1 %v", net1.Addrs)
 	logs, _ := os.ReadFile(logPath)

@@ -124,21 +124,7 @@ func (s *suite) links(id string) map[string]framework.Link {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	m := map[string]framework.Link{}
-	for _, l := range links {
-		m[l.Name] = l
-	}
-	return m
-}
-
-// addrIn returns the link's IPv4 address within prefix ("10.250.1."), or "".
-func addrIn(l framework.Link, prefix string) string {
-	for _, a := range l.Addrs {
-		if strings.HasPrefix(a, prefix) {
-			return a
-		}
-	}
-	return ""
+	return framework.LinksByName(links)
 }
 
 func (s *suite) remove(id string) {

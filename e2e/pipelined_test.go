@@ -266,7 +266,7 @@ func (s *suite) checkWavePod(p *wavePod) {
 	if got := strings.Join(keys(links), ","); got != "eth0,lo,net1,net2" {
 		s.t.Errorf("%s: interfaces %s, want exactly eth0,lo,net1,net2", p.spec.Name, got)
 	}
-	if addrIn(links["net1"], "10.250.5.") == "" || addrIn(links["net2"], "10.250.6.") == "" {
+	if framework.AddrIn(links["net1"], "10.250.5.") == "" || framework.AddrIn(links["net2"], "10.250.6.") == "" {
 		s.t.Errorf("%s: net1 %v, net2 %v", p.spec.Name, links["net1"].Addrs, links["net2"].Addrs)
 	}
 }

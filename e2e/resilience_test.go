@@ -89,7 +89,7 @@ func TestRuntimeRestart(t *testing.T) {
 	t.Logf("e2e: old pod detached %s after its removal (no NRI event; netns check)", took.Round(time.Millisecond))
 
 	c := s.mustPod("team-a", "after", "storage")
-	if addrIn(s.links(c)["net1"], "10.250.1.") == "" {
+	if framework.AddrIn(s.links(c)["net1"], "10.250.1.") == "" {
 		t.Errorf("new pod after the restart not attached: %v", keys(s.links(c)))
 	}
 	s.remove(b)
@@ -108,7 +108,7 @@ func TestPluginCrashAndResync(t *testing.T) {
 	s := newSuite(t, framework.Options{}, nil)
 	gone := s.mustPod("team-a", "gone", "storage")
 	kept := s.mustPod("team-a", "kept", "storage")
-	keptIP := addrIn(s.links(kept)["net1"], "10.250.1.")
+	keptIP := framework.AddrIn(s.links(kept)["net1"], "10.250.1.")
 
 	if err := s.plugin.Kill(); err != nil {
 		t.Fatal(err)
@@ -137,10 +137,10 @@ func TestPluginCrashAndResync(t *testing.T) {
 	})
 	t.Logf("e2e: resync done %s after the restart", took.Round(time.Millisecond))
 	links := s.links(late)
-	if addrIn(links["net1"], "10.250.1.") == "" || addrIn(links["net2"], "10.250.2.") == "" {
+	if framework.AddrIn(links["net1"], "10.250.1.") == "" || framework.AddrIn(links["net2"], "10.250.2.") == "" {
 		t.Errorf("late pod after resync: %v", keys(links))
 	}
-	if got := addrIn(s.links(kept)["net1"], "10.250.1."); got != keptIP {
+	if got := framework.AddrIn(s.links(kept)["net1"], "10.250.1."); got != keptIP {
 		t.Errorf("live pod's attachment changed: %s, was %s", got, keptIP)
 	}
 	logs := s.plugin.Logs()
@@ -182,7 +182,7 @@ func TestHungPluginDeadline(t *testing.T) {
 	// Still connected: containerd drops a plugin that misses its deadline,
 	// and then this pod would start without its network.
 	id := s.mustPod("team-a", "after", "fabric")
-	if addrIn(s.links(id)["net1"], "10.250.2.") == "" {
+	if framework.AddrIn(s.links(id)["net1"], "10.250.2.") == "" {
 		t.Fatal("plugin no longer attaches after the timeout: it was dropped by the runtime")
 	}
 	s.remove(id)
@@ -314,7 +314,7 @@ func TestOverlappingResyncsLeaveLivePodsAlone(t *testing.T) {
 		}
 		n1, _ := framework.FindLink(links, "net1")
 		n2, _ := framework.FindLink(links, "net2")
-		return addrIn(n1, "10.250.5.") != "" && addrIn(n2, "10.250.6.") != ""
+		return framework.AddrIn(n1, "10.250.5.") != "" && framework.AddrIn(n2, "10.250.6.") != ""
 	})
 	time.Sleep(2 * time.Second) // a few more resyncs (1s)
 	for _, id := range live {
@@ -381,7 +381,7 @@ func TestStopDuringSlowRollbackReturnsInTime(t *testing.T) {
 	}
 	after := s.mustPod("team-a", "after", "fabric")
 	eventually(t, 5*time.Second, "the plugin still attaches (it was not dropped by the runtime)", func() bool {
-		return addrIn(s.links(after)["net1"], "10.250.2.") != ""
+		return framework.AddrIn(s.links(after)["net1"], "10.250.2.") != ""
 	})
 	s.remove(after)
 }
@@ -475,7 +475,7 @@ func TestRequiredPluginRefusesContainersWhilePluginDown(t *testing.T) {
 			}
 			s.checkContainerAfterNetworks(id, cid, "eth0,lo,net1,net2")
 			l := s.links(id)
-			if addrIn(l["net1"], "10.250.1.") == "" || addrIn(l["net2"], "10.250.2.") == "" {
+			if framework.AddrIn(l["net1"], "10.250.1.") == "" || framework.AddrIn(l["net2"], "10.250.2.") == "" {
 				t.Errorf("networks: %v", keys(l))
 			}
 			s.remove(id)

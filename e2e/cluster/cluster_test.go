@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nri-netattach/nri-netattach/e2e/cluster"
+	"github.com/nri-netattach/nri-netattach/e2e/framework"
 )
 
 // A network of the node's networks directory (no NAD) and a pod asking for
@@ -46,7 +47,7 @@ func TestNodeFileNetwork(t *testing.T) {
 	p := waitRunning(t, ctx, pod.Namespace, pod.Name)
 	uid := string(p.UID)
 	links := podLinks(t, ctx, uid)
-	net1 := addrIn(links["net1"], "10.251.7.")
+	net1 := framework.AddrIn(links["net1"], "10.251.7.")
 	if net1 == "" {
 		t.Fatalf("pod %s/%s: net1 %+v, want an address in %s", p.Namespace, p.Name, links["net1"], net.subnet)
 	}
@@ -78,7 +79,7 @@ func TestNADPod(t *testing.T) {
 	p := waitRunning(t, ctx, pod.Namespace, pod.Name)
 	uid := string(p.UID)
 	links := podLinks(t, ctx, uid)
-	net1 := addrIn(links["net1"], "10.251.1.")
+	net1 := framework.AddrIn(links["net1"], "10.251.1.")
 	if net1 == "" || links["net1"].Kind != "veth" {
 		t.Fatalf("pod %s/%s: net1 %+v, want a veth in %s (interfaces: %v)", p.Namespace, p.Name, links["net1"], net.subnet, slices.Sorted(mapsKeys(links)))
 	}
@@ -147,7 +148,7 @@ func TestNADChange(t *testing.T) {
 	applyNAD(t, ctx, testNamespace, net.name, net.config("10.251.2.0/24"))
 	before := createPod(t, ctx, podSpec("change-a-"+randHex(t, 3), net.name))
 	pb := waitRunning(t, ctx, before.Namespace, before.Name)
-	if a := addrIn(podLinks(t, ctx, string(pb.UID))["net1"], "10.251.2."); a == "" {
+	if a := framework.AddrIn(podLinks(t, ctx, string(pb.UID))["net1"], "10.251.2."); a == "" {
 		t.Fatalf("pod %s: net1 not in 10.251.2.0/24 before the change", pb.Name)
 	}
 
@@ -159,13 +160,13 @@ func TestNADChange(t *testing.T) {
 	after := createPod(t, ctx, podSpec("change-b-"+randHex(t, 3), net.name))
 	pa := waitRunning(t, ctx, after.Namespace, after.Name)
 	la := podLinks(t, ctx, string(pa.UID))
-	if a := addrIn(la["net1"], "10.251.3."); a == "" {
+	if a := framework.AddrIn(la["net1"], "10.251.3."); a == "" {
 		t.Fatalf("pod %s created after the NAD change: net1 %+v, want an address in 10.251.3.0/24", pa.Name, la["net1"])
 	}
-	if a := addrIn(podLinks(t, ctx, string(pb.UID))["net1"], "10.251.2."); a == "" {
+	if a := framework.AddrIn(podLinks(t, ctx, string(pb.UID))["net1"], "10.251.2."); a == "" {
 		t.Errorf("pod %s created before the change lost its 10.251.2.0/24 address", pb.Name)
 	}
-	t.Logf("e2e: pod before the change: net1 in 10.251.2.0/24; pod after: net1 %s", addrIn(la["net1"], "10.251.3."))
+	t.Logf("e2e: pod before the change: net1 in 10.251.2.0/24; pod after: net1 %s", framework.AddrIn(la["net1"], "10.251.3."))
 }
 
 // waitNADStored waits until the node's stored copy of NAD ns/name (under
@@ -241,7 +242,7 @@ func TestAPIServerDown(t *testing.T) {
 	uid, id := waitStaticSandbox(t, ctx, mirrorName)
 	t.Logf("e2e: static pod %s/%s: sandbox ready %v after its manifest was written, API server down", testNamespace, mirrorName, time.Since(written).Round(time.Millisecond))
 	links := podLinks(t, ctx, uid)
-	net1 := addrIn(links["net1"], "10.251.4.")
+	net1 := framework.AddrIn(links["net1"], "10.251.4.")
 	if net1 == "" {
 		t.Fatalf("static pod %s: net1 %+v, want an address in %s (API server down, NAD from the node's copy)", mirrorName, links["net1"], net.subnet)
 	}
@@ -429,7 +430,7 @@ func TestDownwardAPINetworkStatus(t *testing.T) {
 	pod := createPod(t, ctx, spec)
 	p := waitRunning(t, ctx, pod.Namespace, pod.Name)
 	uid := string(p.UID)
-	net1 := addrIn(podLinks(t, ctx, uid)["net1"], "10.251.6.")
+	net1 := framework.AddrIn(podLinks(t, ctx, uid)["net1"], "10.251.6.")
 	if net1 == "" {
 		t.Fatalf("pod %s: no net1 in %s", p.Name, net.subnet)
 	}
@@ -532,7 +533,7 @@ func TestWhereaboutsReconciler(t *testing.T) {
 	pod := createPod(t, ctx, podSpec("wb-pod-"+randHex(t, 3), name))
 	p := waitRunning(t, ctx, pod.Namespace, pod.Name)
 	uid := string(p.UID)
-	net1 := addrIn(podLinks(t, ctx, uid)["net1"], "10.251.8.")
+	net1 := framework.AddrIn(podLinks(t, ctx, uid)["net1"], "10.251.8.")
 	if net1 == "" {
 		t.Fatalf("pod %s: no net1 address from whereabouts in 10.251.8.0/24", p.Name)
 	}
@@ -560,7 +561,7 @@ func TestWhereaboutsReconciler(t *testing.T) {
 	if got := whereaboutsAllocations(t, ctx, podRef); !slices.Contains(got, ip) {
 		t.Fatalf("the whereabouts reconciler freed %s of the live pod %s: allocations now %v\n%s", ip, podRef, got, tail(wb.Logs(), 4000))
 	}
-	if a := addrIn(podLinks(t, ctx, uid)["net1"], "10.251.8."); a != net1 {
+	if a := framework.AddrIn(podLinks(t, ctx, uid)["net1"], "10.251.8."); a != net1 {
 		t.Fatalf("pod %s: net1 now %q, was %s", podRef, a, net1)
 	}
 	t.Logf("e2e: whereabouts kept %s of the live pod %s (its network-status lists it)", ip, podRef)

@@ -345,21 +345,7 @@ func podLinks(t *testing.T, ctx context.Context, uid string) map[string]framewor
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]framework.Link{}
-	for _, l := range links {
-		m[l.Name] = l
-	}
-	return m
-}
-
-// addrIn returns the link's address within prefix ("10.251.1."), or "".
-func addrIn(l framework.Link, prefix string) string {
-	for _, a := range l.Addrs {
-		if strings.HasPrefix(a, prefix) {
-			return a
-		}
-	}
-	return ""
+	return framework.LinksByName(links)
 }
 
 func statusFilePath(uid string) string { return filepath.Join(tg.statusDir, uid+".json") }

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -59,15 +57,9 @@ func killNetnsHolders(dir string) error {
 			}
 		}
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-	deadline := time.Now().Add(5 * time.Second)
+	killAndWait(pids)
 	var alive []string
 	for _, pid := range pids {
-		for running(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
 		if running(pid) {
 			alive = append(alive, strconv.Itoa(pid))
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -130,4 +131,24 @@ func overlapsAny(n *net.IPNet, others []*net.IPNet) bool {
 		}
 	}
 	return false
+}
+
+// LinksByName indexes links by interface name.
+func LinksByName(links []Link) map[string]Link {
+	m := make(map[string]Link, len(links))
+	for _, l := range links {
+		m[l.Name] = l
+	}
+	return m
+}
+
+// AddrIn returns the link's address (CIDR) that starts with prefix
+// ("10.250.1."), or "".
+func AddrIn(l Link, prefix string) string {
+	for _, a := range l.Addrs {
+		if strings.HasPrefix(a, prefix) {
+			return a
+		}
+	}
+	return ""
 }

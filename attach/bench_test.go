@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // instantExec answers every CNI call at once with a fixed result: what is
@@ -114,7 +115,7 @@ func BenchmarkRecordPut(b *testing.B) {
 				if durable {
 					err = rs.putDurable(rec)
 				} else {
-					err = writeFileAtomic(rs.path(rec.SandboxID), data)
+					err = atomicfile.Write(rs.path(rec.SandboxID), data)
 				}
 				if err != nil {
 					b.Fatal(err)

@@ -3,6 +3,8 @@ package attach
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // InstallHookBinary copies the running binary to stateDir/bin, a host
@@ -22,7 +24,7 @@ func (m *Manager) InstallHookBinary() (string, error) {
 	if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
 		return dst, nil
 	}
-	if err := writeFileAtomic(dst, data); err != nil {
+	if err := atomicfile.Write(dst, data); err != nil {
 		return "", err
 	}
 	return dst, os.Chmod(dst, 0o755)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // Record states.
@@ -96,7 +98,7 @@ func (rs records) put(r *Record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(rs.path(r.SandboxID), data)
+	return atomicfile.Write(rs.path(r.SandboxID), data)
 }
 
 // putDurable writes a record atomically and durably: the file and its
@@ -109,7 +111,7 @@ func (rs records) putDurable(r *Record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileDurable(rs.path(r.SandboxID), data)
+	return atomicfile.WriteDurable(rs.path(r.SandboxID), data)
 }
 
 func (rs records) delete(id string) error {
@@ -179,56 +181,5 @@ func (rs records) moveAside(id string) (string, error) {
 	if err := os.Rename(rs.path(id), dst); err != nil {
 		return "", err
 	}
-	return dst, syncDir(rs.dir)
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so readers never see a partial file. The temporary name
-// is fixed: writers of one file are serialized (per-sandbox lock), and a
-// leftover of a crash is simply overwritten. The directory must exist.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Close()); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-// writeFileDurable is writeFileAtomic with the data and the rename made
-// durable: fsync of the file before the rename, of the directory after.
-func writeFileDurable(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory, making the renames and removals in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
+	return dst, atomicfile.SyncDir(rs.dir)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // NetworkStatus is one entry of a pod's network-status, field by field as
@@ -190,7 +192,7 @@ func (m *Manager) writeStatus(pod *Pod, atts []Attachment) error {
 			return os.WriteFile(path, data, 0o644)
 		}
 	}
-	return writeFileAtomic(path, data)
+	return atomicfile.Write(path, data)
 }
 
 // PrepareStatus creates an empty status file for a pod, so that it can be

@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // State is the state of one sandbox's attach.
@@ -131,17 +133,7 @@ func Write(stateDir, sandboxID string, st Status) error {
 	if err != nil {
 		return err
 	}
-	path := Path(stateDir, sandboxID)
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Write(Path(stateDir, sandboxID), data)
 }
 
 // Read returns a sandbox's status; ok is false when it has none.

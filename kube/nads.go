@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 	"github.com/nri-netattach/nri-netattach/nadimport"
 )
 
@@ -145,7 +146,7 @@ func (s *NADStore) write(ns, name, ext string, data []byte) (changed bool, err e
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return false, err
 		}
-		if err := writeAtomic(path, data); err != nil {
+		if err := atomicfile.WriteDurable(path, data); err != nil {
 			return false, err
 		}
 	}
@@ -175,30 +176,4 @@ func (s *NADStore) shadowed(ns, name string) bool {
 // safeComponent accepts what can be one path component.
 func safeComponent(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
-}
-
-// writeAtomic writes a file through a temporary file and a rename, so a
-// reader sees the old content or the new, never a part.
-func writeAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nri-netattach/nri-netattach/config"
+	"github.com/nri-netattach/nri-netattach/internal/atomicfile"
 )
 
 // File is one definition file to write.
@@ -178,35 +179,12 @@ func (p *Plan) Write() ([]File, error) {
 	return done, nil
 }
 
-func writeFile(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := mkdir(dir); err != nil {
+func writeFile(path string, data []byte) error {
+	if err := mkdir(filepath.Dir(path)); err != nil {
 		return err
 	}
-	// A hidden name: the networks directory skips it until the rename.
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	// A hidden temporary name: the networks directory skips it until the rename.
+	return atomicfile.WriteDurable(path, data)
 }
 
 // mkdir creates dir and its parents, giving those it creates mode 0755

@@ -68,7 +68,7 @@ func (e *Env) writeRecord() error {
 	if err != nil {
 		return fmt.Errorf("marshal env record: %w", err)
 	}
-	if err := writeFileAtomic(e.layout.stateFile, data, 0o644); err != nil {
+	if err := writeFileAtomic(e.layout.stateFile, data); err != nil {
 		return fmt.Errorf("env record: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package nadimport
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -27,15 +26,7 @@ func ConvertLive(n NAD) (Live, error) {
 		f, err := Convert(n, false)
 		return Live{Data: f.Data, Ignored: f.Ignored}, err
 	}
-	var errs []error
-	if err := checkLabel(n.Namespace); err != nil {
-		errs = append(errs, fmt.Errorf("metadata.namespace: %w", err))
-	}
-	if err := checkLabel(n.Name); err != nil {
-		errs = append(errs, fmt.Errorf("metadata.name: %w", err))
-	}
-	resource, ignored, err := resourceFrom(n.Annotations)
-	errs = append(errs, err)
+	resource, ignored, errs := checkMetadata(n)
 	if err := errors.Join(errs...); err != nil {
 		return Live{}, err
 	}

@@ -133,16 +133,9 @@ func Convert(n NAD, global bool) (File, error) {
 	if n.Kind != Kind || n.APIVersion != APIVersion {
 		return File{}, fmt.Errorf("apiVersion %q, kind %q: not a %s %s", n.APIVersion, n.Kind, APIVersion, Kind)
 	}
-	var errs []error
-	if err := checkLabel(n.Namespace); err != nil {
-		errs = append(errs, fmt.Errorf("metadata.namespace: %w", err))
-	}
-	if err := checkLabel(n.Name); err != nil {
-		errs = append(errs, fmt.Errorf("metadata.name: %w", err))
-	}
-	resource, ignored, err := resourceFrom(n.Annotations)
-	errs = append(errs, err)
+	resource, ignored, errs := checkMetadata(n)
 	var data []byte
+	var err error
 	if strings.TrimSpace(n.Config) == "" {
 		errs = append(errs, errEmptyConfig)
 	} else if data, err = build([]byte(n.Config), n.Name, resource); err != nil {
@@ -364,4 +357,17 @@ func decodeGeneric(data []byte) (any, error) {
 		return nil, errors.New("trailing data")
 	}
 	return v, nil
+}
+
+// checkMetadata checks a NAD's namespace and name and reads its resource
+// annotation: what every conversion needs, whatever its spec.config.
+func checkMetadata(n NAD) (resource string, ignored []string, errs []error) {
+	if err := checkLabel(n.Namespace); err != nil {
+		errs = append(errs, fmt.Errorf("metadata.namespace: %w", err))
+	}
+	if err := checkLabel(n.Name); err != nil {
+		errs = append(errs, fmt.Errorf("metadata.name: %w", err))
+	}
+	resource, ignored, err := resourceFrom(n.Annotations)
+	return resource, ignored, append(errs, err)
 }

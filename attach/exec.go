@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,10 +43,10 @@ func (pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byt
 	cmd.WaitDelay = waitDelay
 
 	start := time.Now()
+	t := timerFrom(ctx)
+	t.begin()
 	err := cmd.Run()
-	if t := timerFrom(ctx); t != nil {
-		t.Add(int64(time.Since(start)))
-	}
+	t.end()
 	if err == nil {
 		return stdout.Bytes(), nil
 	}
@@ -84,15 +84,54 @@ func (pluginExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 	return d.Decode(jsonBytes)
 }
 
-// A timer accumulates the nanoseconds spent in CNI plugin processes during
-// one Attach, so that the plugin's own overhead can be told apart.
+// A cniTimer accumulates the wall time during which at least one CNI
+// plugin process of one Attach runs (networks ADDed at once overlap), so
+// that the plugin's own overhead can be told apart. A nil timer does
+// nothing.
+type cniTimer struct {
+	mu     sync.Mutex
+	active int
+	since  time.Time
+	total  time.Duration
+}
+
+func (t *cniTimer) begin() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active == 0 {
+		t.since = time.Now()
+	}
+	t.active++
+}
+
+func (t *cniTimer) end() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active--; t.active == 0 {
+		t.total += time.Since(t.since)
+	}
+}
+
+// Total is the time so far; only complete once no process runs.
+func (t *cniTimer) Total() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
 type timerKey struct{}
 
-func withTimer(ctx context.Context, t *atomic.Int64) context.Context {
+func withTimer(ctx context.Context, t *cniTimer) context.Context {
 	return context.WithValue(ctx, timerKey{}, t)
 }
 
-func timerFrom(ctx context.Context) *atomic.Int64 {
-	t, _ := ctx.Value(timerKey{}).(*atomic.Int64)
+func timerFrom(ctx context.Context) *cniTimer {
+	t, _ := ctx.Value(timerKey{}).(*cniTimer)
 	return t
 }

@@ -40,6 +40,9 @@ type fakeExec struct {
 	// onAdd, if set, runs before an ADD answers (to write a device-info
 	// file as a CNI plugin would).
 	onAdd func(c execCall)
+	// hang makes a call (key as in fail) hang until it is cancelled, as a
+	// plugin killed at its context's end.
+	hang map[string]bool
 }
 
 var _ invoke.Exec = (*fakeExec)(nil)
@@ -53,16 +56,21 @@ func envOf(env []string, key string) string {
 	return ""
 }
 
-func (f *fakeExec) ExecPlugin(_ context.Context, path string, stdin []byte, env []string) ([]byte, error) {
+func (f *fakeExec) ExecPlugin(ctx context.Context, path string, stdin []byte, env []string) ([]byte, error) {
 	c := execCall{Plugin: filepath.Base(path), Command: envOf(env, "CNI_COMMAND"), IfName: envOf(env, "CNI_IFNAME"),
 		Args: envOf(env, "CNI_ARGS"), Env: env, Stdin: append([]byte(nil), stdin...)}
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	err := f.fail[c.Plugin+" "+c.Command+" "+c.IfName]
+	hang := f.hang[c.Plugin+" "+c.Command+" "+c.IfName]
 	onAdd := f.onAdd
 	f.mu.Unlock()
 	if err != nil {
 		return nil, err
+	}
+	if hang {
+		<-ctx.Done()
+		return nil, fmt.Errorf("CNI plugin %s killed: %w", c.Plugin, ctx.Err())
 	}
 	if c.Command != "ADD" {
 		return nil, nil
@@ -113,6 +121,9 @@ func (f *fakeExec) summary() []string {
 }
 
 type fakeFixture struct {
+	// serial: most tests check the order of the calls, which only serial
+	// network order fixes; parallel tests clear it before newManager.
+	serial        bool
 	exec          *fakeExec
 	m             *Manager
 	state, status string
@@ -122,7 +133,7 @@ type fakeFixture struct {
 
 func newFakeFixture(t *testing.T) *fakeFixture {
 	t.Helper()
-	f := &fakeFixture{exec: &fakeExec{fail: map[string]error{}}, state: t.TempDir(), status: t.TempDir(), devInfo: t.TempDir()}
+	f := &fakeFixture{serial: true, exec: &fakeExec{fail: map[string]error{}, hang: map[string]bool{}}, state: t.TempDir(), status: t.TempDir(), devInfo: t.TempDir()}
 	netns := filepath.Join(t.TempDir(), "netns")
 	if err := os.WriteFile(netns, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -139,7 +150,7 @@ func newFakeFixture(t *testing.T) *fakeFixture {
 func (f *fakeFixture) newManager(t *testing.T) *Manager {
 	t.Helper()
 	m, err := New(Options{StateDir: f.state, StatusDir: f.status, CNIBinDirs: []string{"/fake/bin"}, Exec: f.exec,
-		PrimaryNetworkName: "cluster", DeviceInfoDir: f.devInfo})
+		PrimaryNetworkName: "cluster", DeviceInfoDir: f.devInfo, SerialNetworks: f.serial})
 	if err != nil {
 		t.Fatal(err)
 	}

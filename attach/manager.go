@@ -1,6 +1,6 @@
 // Package attach does the CNI work of nri-netattach: for one sandbox, it
-// ADDs the resolved attachments in order through libcni and rolls back on
-// failure, DELs them in reverse at teardown, and keeps the records, the
+// ADDs the resolved attachments through libcni (at once where they do not
+// depend on each other, see stages) and rolls back on failure, DELs them in reverse at teardown, and keeps the records, the
 // libcni result cache and the network-status file that make this survive
 // restarts. It knows nothing of NRI: it is given a Pod and a list of
 // config.Request, and records each as an Attachment. CNI plugins run
@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -68,6 +67,10 @@ type Options struct {
 	// DeviceInfoDir holds device-info files (config.DefaultDeviceInfoDir
 	// when empty).
 	DeviceInfoDir string
+	// SerialNetworks ADDs a pod's networks one after the other, in order
+	// (config.NetworkOrderSerial); otherwise those that do not depend on
+	// each other are ADDed at once.
+	SerialNetworks bool
 }
 
 // Observer hears the outcome of every CNI ADD and DEL, by network (for
@@ -90,6 +93,7 @@ type Manager struct {
 	statusDir string
 	stateDir  string
 	inPlace   bool
+	serial    bool
 	locks     KeyedMutex
 	observer  Observer
 	// primaryName and devInfoDir: see Options.
@@ -138,27 +142,30 @@ func New(o Options) (*Manager, error) {
 		statusDir:   o.StatusDir,
 		stateDir:    o.StateDir,
 		inPlace:     o.StatusInPlace,
+		serial:      o.SerialNetworks,
 		observer:    o.Observer,
 		owners:      map[string]string{},
 	}, nil
 }
 
-// Attach adds reqs to the pod, in order, and writes its status file (also
-// when reqs is empty: every pod on a network has one). If any step fails,
-// what was added is DELeted in reverse and the error names the network and
-// the interface. ctx's deadline bounds everything: a third of the time left is
+// Attach adds reqs to the pod and writes its status file (also when reqs
+// is empty: every pod on a network has one). Requests that do not depend on
+// each other are ADDed at once (see stages); the status file and the
+// record list them in request order. If any step fails, what was added is
+// DELeted in reverse order and the error names the network and the
+// interface. ctx's deadline bounds everything: a third of the time left is
 // kept for the rollback, so that a hung plugin is killed and rolled back
 // before the deadline. A record left by an interrupted attach of the same
 // sandbox is cleaned up first.
 func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (Stats, error) {
 	defer m.locks.Lock(pod.SandboxID)()
 	start := time.Now()
-	var cniTime atomic.Int64
-	ctx = withTimer(ctx, &cniTime)
+	cniTime := &cniTimer{}
+	ctx = withTimer(ctx, cniTime)
 	addCtx, rollbackCtx, cancel := splitDeadline(ctx)
 	defer cancel()
 	stats := func() Stats {
-		return Stats{Total: time.Since(start), CNI: time.Duration(cniTime.Load())}
+		return Stats{Total: time.Since(start), CNI: cniTime.Total()}
 	}
 
 	if old, err := m.recs.get(pod.SandboxID); err != nil || old != nil {
@@ -189,15 +196,16 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (S
 		}
 	}
 
-	// From here on, a failure rolls back every attachment added so far:
-	// up to index added.
+	// From here on, a failure rolls back every attachment that may have
+	// been added: up to index added+1.
 	added := -1
 	fail := func(err error) (Stats, error) { return stats(), m.rollback(rollbackCtx, rec, added, err) }
-	for i := range reqs {
-		if err := m.add(addCtx, rec, &reqs[i], &rec.Attachments[i]); err != nil {
+	for _, st := range stages(reqs, m.serial) {
+		if err := m.addStage(addCtx, rec, reqs, st); err != nil {
+			added = st[1] - 2 // the whole stage
 			return fail(err)
 		}
-		added = i
+		added = st[1] - 1
 	}
 	for i := range reqs {
 		if gws := reqs[i].Selection.DefaultRoute; len(gws) > 0 {
@@ -214,6 +222,61 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (S
 		return fail(fmt.Errorf("writing record: %w", err))
 	}
 	return stats(), nil
+}
+
+// stages splits a pod's requests into runs of consecutive ones, [from, to),
+// ADDed one run after the other and the requests of a run at once: a
+// network that uses interfaces of the pod (config.UsesPodInterfaces: a
+// VLAN or bond on top of an interface an earlier network added) starts a
+// new run, so everything before it is there when it is ADDed. With serial,
+// every request is a run of its own: one after the other, in order.
+func stages(reqs []config.Request, serial bool) [][2]int {
+	var out [][2]int
+	for i := range reqs {
+		if i == 0 || serial || config.UsesPodInterfaces(reqs[i].Network.List) {
+			out = append(out, [2]int{i, i + 1})
+			continue
+		}
+		out[len(out)-1][1] = i + 1
+	}
+	return out
+}
+
+// addStage ADDs reqs[st[0]:st[1]] at once. When one fails, the others are
+// cancelled (their plugins killed) and the error of the first failed
+// request, in order, is returned; the caller rolls back the whole stage.
+func (m *Manager) addStage(ctx context.Context, rec *Record, reqs []config.Request, st [2]int) error {
+	from, to := st[0], st[1]
+	if to-from == 1 {
+		return m.add(ctx, rec, &reqs[from], &rec.Attachments[from])
+	}
+	stageCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, to-from)
+	var wg sync.WaitGroup
+	for i := from; i < to; i++ {
+		wg.Go(func() {
+			if err := m.add(stageCtx, rec, &reqs[i], &rec.Attachments[i]); err != nil {
+				errs[i-from] = err
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	// An ADD killed because another one failed is not the cause.
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.Canceled) {
+			return err
+		}
+	}
+	return first
 }
 
 // add runs CNI ADD for a request, prepared as a, and records a's status

@@ -59,6 +59,20 @@ const (
 	AttachPipelined = "pipelined"
 )
 
+// How the networks of one pod are ADDed (networkOrder).
+const (
+	// NetworkOrderParallel ADDs them at once, except that a network that
+	// uses interfaces of the pod (see UsesPodInterfaces) waits for the
+	// networks listed before it. The pod ends with the same interfaces,
+	// names, addresses and status as with NetworkOrderSerial, sooner when
+	// it has several slow networks (SR-IOV).
+	NetworkOrderParallel = "parallel"
+	// NetworkOrderSerial ADDs them one after the other in the order of the
+	// annotation, as Multus does: for plugins that depend on an earlier
+	// network of the pod in a way nri-netattach cannot see.
+	NetworkOrderSerial = "serial"
+)
+
 // Config is the plugin configuration. Zero values are replaced by defaults
 // in Default.
 type Config struct {
@@ -80,6 +94,9 @@ type Config struct {
 	AttachTimeout Duration `json:"attachTimeout,omitempty"`
 	// AttachMode is AttachSync or AttachPipelined.
 	AttachMode string `json:"attachMode,omitempty"`
+	// NetworkOrder is NetworkOrderParallel or NetworkOrderSerial: how the
+	// networks of one pod are ADDed.
+	NetworkOrder string `json:"networkOrder,omitempty"`
 	// StatusInContainers, when set, bind-mounts the pod's status file
 	// read-only into every container at Path.
 	StatusInContainers *StatusInContainers `json:"statusInContainers,omitempty"`
@@ -221,6 +238,9 @@ func (c *Config) Default() {
 	if c.Annotation == "" {
 		c.Annotation = DefaultAnnotation
 	}
+	if c.NetworkOrder == "" {
+		c.NetworkOrder = NetworkOrderParallel
+	}
 	if c.AttachMode == "" {
 		c.AttachMode = DefaultAttachMode
 	}
@@ -279,6 +299,9 @@ func (c *Config) Validate() error {
 		if _, err := ParseRef(ref); err != nil {
 			bad(fmt.Sprintf("defaultNetworks[%d]", i), "%v", err)
 		}
+	}
+	if c.NetworkOrder != NetworkOrderParallel && c.NetworkOrder != NetworkOrderSerial {
+		bad("networkOrder", "must be %q or %q, got %q", NetworkOrderParallel, NetworkOrderSerial, c.NetworkOrder)
 	}
 	if c.AttachMode != AttachSync && c.AttachMode != AttachPipelined {
 		bad("attachMode", "must be %q or %q, got %q", AttachSync, AttachPipelined, c.AttachMode)

@@ -135,6 +135,11 @@ attachTimeout: 1.5s
 			want: func(c *Config) { c.AttachMode = AttachSync },
 		},
 		{
+			name: "networkOrder serial",
+			in:   "networkOrder: serial\n",
+			want: func(c *Config) { c.NetworkOrder = NetworkOrderSerial },
+		},
+		{
 			name: "statusInContainers",
 			in:   "statusInContainers:\n  path: /etc/podinfo/networks.json\n",
 			want: func(c *Config) {
@@ -199,6 +204,7 @@ func TestParseDefaults(t *testing.T) {
 		{"defaultNetworks", len(c.DefaultNetworks), 0},
 		{"attachTimeout", c.AttachTimeout, Duration(0)},
 		{"attachMode", c.AttachMode, "pipelined"},
+		{"networkOrder", c.NetworkOrder, "parallel"},
 		{"statusInContainers", c.StatusInContainers, (*StatusInContainers)(nil)},
 		{"podResourcesSocket", c.PodResourcesSocket, "/var/lib/kubelet/pod-resources/kubelet.sock"},
 	}
@@ -346,6 +352,11 @@ func TestParseValidate(t *testing.T) {
 			name: "unknown attachMode",
 			in:   "attachMode: async\n",
 			want: map[string]string{"attachMode": `"async"`},
+		},
+		{
+			name: "unknown networkOrder",
+			in:   "networkOrder: sequential\n",
+			want: map[string]string{"networkOrder": `"sequential"`},
 		},
 		{
 			name: "attachMode in upper case",

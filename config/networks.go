@@ -38,6 +38,27 @@ type Network struct {
 	Resource string
 }
 
+// UsesPodInterfaces tells whether a network's plugins work on interfaces
+// already in the pod rather than create their own from the host: the
+// vlan, macvlan and ipvlan plugins with "linkInContainer" (their master is
+// a pod interface), and the bond plugin with "linksInContainer". Such a
+// network is ADDed after every network listed before it.
+func UsesPodInterfaces(list *libcni.NetworkConfigList) bool {
+	if list == nil {
+		return false
+	}
+	for _, p := range list.Plugins {
+		var keys struct {
+			LinkInContainer  bool `json:"linkInContainer"`
+			LinksInContainer bool `json:"linksInContainer"`
+		}
+		if json.Unmarshal(p.Bytes, &keys) == nil && (keys.LinkInContainer || keys.LinksInContainer) {
+			return true
+		}
+	}
+	return false
+}
+
 // ResourceNameKey is the top-level conflist key that names a device-plugin
 // resource (SR-IOV VFs and the like). libcni ignores unknown top-level keys,
 // so the file stays a valid conflist.

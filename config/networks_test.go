@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/libcni"
 )
 
 // conflist returns a conflist named name whose plugins have the given types.
@@ -860,5 +862,31 @@ func TestStoreBrokenFileFixed(t *testing.T) {
 				t.Errorf("Lookup = %v, %v; want error: %v", n, err, st.wantErr)
 			}
 		})
+	}
+}
+
+func TestUsesPodInterfaces(t *testing.T) {
+	for _, c := range []struct {
+		name, plugins string
+		want          bool
+	}{
+		{"macvlan on a host interface", `{"type":"macvlan","master":"eth1"}`, false},
+		{"vlan on a pod interface", `{"type":"vlan","master":"net1","linkInContainer":true,"vlanId":7}`, true},
+		{"linkInContainer false", `{"type":"ipvlan","master":"eth1","linkInContainer":false}`, false},
+		{"bond of pod interfaces, chained", `{"type":"bond","linksInContainer":true,"links":[{"name":"net1"},{"name":"net2"}]},{"type":"tuning"}`, true},
+		{"a later plugin of the chain", `{"type":"bridge","bridge":"br0"},{"type":"vlan","master":"net1","linkInContainer":true}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			list, err := libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"n","plugins":[` + c.plugins + `]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := UsesPodInterfaces(list); got != c.want {
+				t.Errorf("UsesPodInterfaces = %v, want %v", got, c.want)
+			}
+		})
+	}
+	if UsesPodInterfaces(nil) {
+		t.Error("UsesPodInterfaces(nil) = true")
 	}
 }

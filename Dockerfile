@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/nri-netattach ./cmd/nri-netattach
+      -o /out/ ./cmd/nri-netattach ./cmd/nri-netattach-wait
 
 FROM ${BASE_IMAGE}
 ARG VERSION=dev
@@ -31,7 +31,9 @@ LABEL org.opencontainers.image.title="nri-netattach" \
       org.opencontainers.image.description="NRI plugin for containerd that attaches secondary networks (CNI) to pods" \
       org.opencontainers.image.source="https://github.com/nri-netattach/nri-netattach" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=build /out/nri-netattach /nri-netattach
+# nri-netattach-wait beside it is the wait-attached hook: the daemon copies
+# it to its state directory on the host, where runc runs it.
+COPY --from=build /out/nri-netattach /out/nri-netattach-wait /
 # Root: it creates links and enters pod network namespaces, and so do the CNI
 # plugins it executes from the node's /opt/cni/bin (mounted by the DaemonSet).
 USER 0:0

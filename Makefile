@@ -14,8 +14,8 @@ all: build
 help: ## this list
 	@awk -F':.*## ' '/^[a-z][a-z0-9-]*:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## the binary, static
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nri-netattach
+build: ## the binaries, static: the daemon and CLI, and its wait-attached hook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ ./cmd/nri-netattach ./cmd/nri-netattach-wait
 
 test: ## every tier: hygiene, unit + root (-race), e2e on a private containerd, cluster
 	hack/test.sh
@@ -30,7 +30,7 @@ cluster-deps: ## build kube-apiserver, kubelet and an embedded etcd into .cache/
 	hack/cluster-deps.sh
 
 test-cluster: e2e-deps cluster-deps ## the cluster tier only: a single-node cluster on a private containerd (root)
-	$(GO) build -o .cache/e2e/nri-netattach ./cmd/nri-netattach
+	$(GO) build -o .cache/e2e/ ./cmd/nri-netattach ./cmd/nri-netattach-wait
 	$(GO) test -tags cluster -c -o .cache/cluster/cluster.test ./e2e/cluster
 	NRI_NETATTACH_BINARY=$(CURDIR)/.cache/e2e/nri-netattach .cache/cluster/cluster.test -test.v -test.count=1 -test.timeout 20m
 
@@ -40,7 +40,7 @@ demo: build e2e-deps ## a private containerd, the plugin, a pod with two seconda
 bench: build e2e-deps ## both attach modes beside the libcni floor, PASS/FAIL targets (BENCH_FLAGS=--skip-scale: no scale phase)
 	hack/bench.sh $(BENCH_FLAGS)
 
-install: build ## node-image layout under DESTDIR: plugin, its conf.d file, example network, CLI
+install: build ## node-image layout under DESTDIR: plugin, its conf.d file, example network, CLI, hook
 	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) hack/install.sh $(BIN)
 
 check-config: build ## validate the networks in NETWORKS (for image build pipelines)
@@ -52,7 +52,7 @@ fuzz: ## run each fuzz target for 60s (not part of CI)
 	$(GO) test -run XXX -fuzz FuzzAnnotationToPlugins -fuzztime 60s ./attach/
 
 clean: ## what the build and the tests made: bin/, test binaries, the e2e plugin build, bench output
-	rm -rf bin .cache/bench .cache/e2e/nri-netattach .cache/e2e/last-e2e.log
+	rm -rf bin .cache/bench .cache/e2e/nri-netattach .cache/e2e/nri-netattach-wait .cache/e2e/last-e2e.log
 	find . -name '*.test' -not -path './.cache/*' -delete
 
 distclean: clean ## also the cached e2e and cluster dependencies (containerd, runc, CNI plugins, kubelet, ...): the next test rebuilds them

@@ -38,7 +38,7 @@ func run(m *testing.M) int {
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "nri-netattach")
 		_, file, _, _ := runtime.Caller(0)
-		build := exec.Command("go", "build", "-o", binary, "./cmd/nri-netattach")
+		build := exec.Command("go", "build", "-o", dir+"/", "./cmd/nri-netattach", "./cmd/nri-netattach-wait")
 		build.Dir = filepath.Join(filepath.Dir(file), "..")
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Printf("e2e: building nri-netattach: %v\n%s", err, out)

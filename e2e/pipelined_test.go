@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -86,11 +87,27 @@ func (s *suite) checkPipelinedPod(name string) error {
 	if err := s.env.StartContainer(s.ctx, cid); err != nil {
 		return fmt.Errorf("%s: StartContainer: %w", name, err)
 	}
-	st, err := s.env.Runtime.ContainerStatus(s.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: cid})
+	st, err := s.env.Runtime.ContainerStatus(s.ctx, &runtimeapi.ContainerStatusRequest{ContainerId: cid, Verbose: true})
 	if err != nil {
 		return err
 	}
 	started := time.Unix(0, st.GetStatus().GetStartedAt())
+	// The container was held (its network takes 400 ms) by the standalone
+	// hook binary, copied into the state directory.
+	var info struct {
+		RuntimeSpec struct {
+			Hooks struct {
+				CreateRuntime []struct{ Path string } `json:"createRuntime"`
+			} `json:"hooks"`
+		} `json:"runtimeSpec"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil {
+		return fmt.Errorf("%s: container info: %w", name, err)
+	}
+	wantHook := filepath.Join(s.dirs.State, "bin", "nri-netattach-wait")
+	if h := info.RuntimeSpec.Hooks.CreateRuntime; len(h) != 1 || h[0].Path != wantHook {
+		return fmt.Errorf("%s: createRuntime hooks %+v, want the one %s", name, h, wantHook)
+	}
 	fi, err := os.Stat(filepath.Join(s.dirs.Status, s.uid(id)+".json"))
 	if err != nil {
 		return fmt.Errorf("%s: no status file once the container runs: %w", name, err)

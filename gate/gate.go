@@ -206,13 +206,17 @@ func List(stateDir string) (map[string]Status, error) {
 	return out, errors.Join(errs...)
 }
 
-// pollInterval is how often the hook reads the gate file.
-const pollInterval = 10 * time.Millisecond
+// pollInterval is how often the hook reads the gate file when nothing
+// woke it: the gate directory is watched with inotify, and the poll only
+// covers a watch that could not be set up or missed an event.
+const pollInterval = 100 * time.Millisecond
 
 // Wait blocks until the sandbox's attach is over: nil when attached, an
 // error otherwise, or when ctx ends first. It only reads the gate file: it
 // runs in the hook process.
 func Wait(ctx context.Context, stateDir, sandboxID string) error {
+	changed, stop := watchDir(filepath.Join(stateDir, Dir))
+	defer stop()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
@@ -232,6 +236,7 @@ func Wait(ctx context.Context, stateDir, sandboxID string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("sandbox %s: secondary networks still attaching after %s", sandboxID, waited(ctx))
+		case <-changed:
 		case <-tick.C:
 		}
 	}

@@ -34,7 +34,7 @@ echo "== unit and root tiers (-race)"
 go test -race -count=1 $(go list ./... | grep -v /e2e)
 
 echo "== e2e tier"
-go build -o .cache/e2e/nri-netattach ./cmd/nri-netattach
+go build -o .cache/e2e/ ./cmd/nri-netattach ./cmd/nri-netattach-wait
 NRI_NETATTACH_BINARY=$PWD/.cache/e2e/nri-netattach go test -count=1 -timeout 15m -v ./e2e/... 2>&1 | tee .cache/e2e/last-e2e.log | grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok|panic)|e2e:' || true
 if grep -qE '^(FAIL|panic)|^--- FAIL' .cache/e2e/last-e2e.log; then
   echo "e2e failed; full log: .cache/e2e/last-e2e.log"; exit 1

@@ -25,6 +25,7 @@ import (
 	"github.com/nri-netattach/nri-netattach/attach"
 	"github.com/nri-netattach/nri-netattach/config"
 	"github.com/nri-netattach/nri-netattach/devices"
+	"github.com/nri-netattach/nri-netattach/gate"
 	"github.com/nri-netattach/nri-netattach/metrics"
 )
 
@@ -128,16 +129,21 @@ func (p *Plugin) collectGarbage() {
 
 func (p *Plugin) setConfig(cfg *config.Config) error {
 	mgr, err := attach.New(attach.Options{StateDir: cfg.StateDir, StatusDir: cfg.StatusDir, CNIBinDirs: cfg.CNIBinDirs,
-		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil,
+		Observer: observer{p.opts.Metrics}, StatusInPlace: cfg.StatusInContainers != nil, SerialNetworks: cfg.NetworkOrder == config.NetworkOrderSerial,
 		PrimaryNetworkName: cfg.PrimaryNetworkName, DeviceInfoDir: cfg.DeviceInfoDir})
 	if err != nil {
 		return err
 	}
 	// The hook holds containers in every mode: the resync attaches pods in
 	// the background too.
-	hook, err := mgr.InstallHookBinary()
+	hook, err := gate.InstallBinary(cfg.StateDir)
 	if err != nil {
 		return fmt.Errorf("installing the wait-attached hook: %w", err)
+	}
+	if hook.Standalone {
+		p.log.WithFields(logrus.Fields{"hook": hook.Path, "from": hook.From}).Debug("wait-attached hook installed")
+	} else {
+		p.log.WithFields(logrus.Fields{"hook": hook.Path}).Warn("no " + gate.StandaloneBinary + " beside nri-netattach or on its PATH: the daemon's own binary is the wait-attached hook, which takes about 12 ms longer to start for every held container")
 	}
 	if err := p.sb.loadGates(cfg.StateDir); err != nil {
 		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")
@@ -155,7 +161,7 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 		p.configured.devices.Close()
 	}
 	p.configured = &configured{cfg: cfg, store: config.NewNetworks(cfg.NetworksDir, cfg.CNIBinDirs).WithNADs(nads).OnNADMiss(p.opts.NADMiss), mgr: mgr,
-		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook}
+		devices: devices.NewClient(cfg.PodResourcesSocket), hookBinary: hook.Path}
 	return nil
 }
 

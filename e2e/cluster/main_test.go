@@ -120,7 +120,7 @@ func netattachBinary(dir string) (string, error) {
 	}
 	bin := filepath.Join(dir, "nri-netattach")
 	_, file, _, _ := runtime.Caller(0)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/nri-netattach")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/nri-netattach", "./cmd/nri-netattach-wait")
 	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building nri-netattach: %v\n%s", err, out)

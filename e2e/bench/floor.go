@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -21,8 +22,12 @@ import (
 type floorResult struct {
 	// SingleP50 is one pod's ADDs, p50 over the single-pod count.
 	SingleP50 float64 `json:"singleP50Ms"`
-	// Wave is the wall time of a wave's ADDs.
-	Wave float64 `json:"waveMs"`
+	// Wave is the wall time of a wave's ADDs, the median of WaveRuns.
+	Wave     float64   `json:"waveMs"`
+	WaveRuns []float64 `json:"waveRunsMs"`
+	// WaveCPU is the median run's CPU use; its CNI time per pod is that of
+	// the CNI plugins the bench ran.
+	WaveCPU cpuUse `json:"waveCpu"`
 }
 
 // measureFloor runs the floor for the slow case's networks.
@@ -39,7 +44,7 @@ func (b *bench) measureFloor(ctx context.Context) (*floorResult, error) {
 	f := &floorResult{}
 	var single []time.Duration
 	for i := range b.p.Pods + 1 { // the first one warms up
-		d, err := b.floorPods(ctx, cni, lists, fmt.Sprintf("floor-s%d", i), 1)
+		d, err := b.floorPods(ctx, cni, lists, fmt.Sprintf("floor-s%d", i), 1, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -48,18 +53,24 @@ func (b *bench) measureFloor(ctx context.Context) (*floorResult, error) {
 		}
 	}
 	f.SingleP50 = ms(percentile(single, 50))
-	d, err := b.floorPods(ctx, cni, lists, "floor-w", b.p.Wave)
-	if err != nil {
-		return nil, err
+	var runs []row // Wave in StartedWall, for medianWave
+	for run := range b.p.WaveRuns {
+		var cpu cpuUse
+		d, err := b.floorPods(ctx, cni, lists, fmt.Sprintf("floor-w%d", run), b.p.Wave, &cpu)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, row{StartedWall: ms(d), CPU: cpu})
 	}
-	f.Wave = ms(d)
+	m := medianWave(runs)
+	f.Wave, f.WaveRuns, f.WaveCPU = m.StartedWall, m.StartedRuns, m.CPU
 	return f, nil
 }
 
 // floorPods creates n network namespaces, ADDs lists into each (pods
-// concurrently), and returns the wall time of the ADDs; then DELs
-// everything and deletes the namespaces.
-func (b *bench) floorPods(ctx context.Context, cni *libcni.CNIConfig, lists []*libcni.NetworkConfigList, prefix string, n int) (time.Duration, error) {
+// concurrently), and returns the wall time of the ADDs, and in cpu (when
+// not nil) their CPU use; then DELs everything and deletes the namespaces.
+func (b *bench) floorPods(ctx context.Context, cni *libcni.CNIConfig, lists []*libcni.NetworkConfigList, prefix string, n int, cpu *cpuUse) (time.Duration, error) {
 	names := make([]string, n)
 	defer func() {
 		for _, ns := range names {
@@ -82,6 +93,10 @@ func (b *bench) floorPods(ctx context.Context, cni *libcni.CNIConfig, lists []*l
 	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	cpu0, err := sampleCPU(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	for i, ns := range names {
 		wg.Go(func() {
@@ -94,7 +109,15 @@ func (b *bench) floorPods(ctx context.Context, cni *libcni.CNIConfig, lists []*l
 		})
 	}
 	wg.Wait()
-	return time.Since(start), errors.Join(errs...)
+	took := time.Since(start)
+	if cpu != nil {
+		cpu1, err := sampleCPU(os.Getpid())
+		if err != nil {
+			return 0, err
+		}
+		*cpu = cpu0.use(cpu1, n)
+	}
+	return took, errors.Join(errs...)
 }
 
 func floorConf(ns string, i int) *libcni.RuntimeConf {

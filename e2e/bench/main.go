@@ -27,6 +27,7 @@ import (
 type params struct {
 	Pods        int `json:"pods"`        // single-pod samples per row
 	Wave        int `json:"wave"`        // concurrent pods per wave
+	WaveRuns    int `json:"waveRuns"`    // runs of each wave (median)
 	SlowMs      int `json:"slowMs"`      // e2e-sleep per ADD
 	Cycles      int `json:"cycles"`      // scale: pod create+remove cycles
 	CycleWave   int `json:"cycleWave"`   // scale: pods per cycle wave
@@ -35,8 +36,8 @@ type params struct {
 }
 
 var (
-	full  = params{Pods: 20, Wave: 32, SlowMs: 100, Cycles: 1000, CycleWave: 20, RSSPods: 100, RSSNetworks: 10}
-	quick = params{Pods: 5, Wave: 8, SlowMs: 100, Cycles: 100, CycleWave: 8, RSSPods: 20, RSSNetworks: 10}
+	full  = params{Pods: 20, Wave: 32, WaveRuns: 5, SlowMs: 100, Cycles: 1000, CycleWave: 20, RSSPods: 100, RSSNetworks: 10}
+	quick = params{Pods: 5, Wave: 8, WaveRuns: 1, SlowMs: 100, Cycles: 100, CycleWave: 8, RSSPods: 20, RSSNetworks: 10}
 )
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	p := full
 	flag.IntVar(&p.Pods, "pods", p.Pods, "single-pod samples per row (after one warm-up pod)")
 	flag.IntVar(&p.Wave, "wave", p.Wave, "concurrent pods per wave")
+	flag.IntVar(&p.WaveRuns, "wave-runs", p.WaveRuns, "runs of each wave, cases interleaved; the median run is reported")
 	flag.IntVar(&p.SlowMs, "slow-ms", p.SlowMs, "milliseconds the slow test CNI plugin sleeps per ADD")
 	flag.IntVar(&p.Cycles, "cycles", p.Cycles, "scale: pod create+remove cycles (one network each)")
 	flag.IntVar(&p.CycleWave, "cycle-wave", p.CycleWave, "scale: pods created and removed together")
@@ -76,7 +78,7 @@ func withQuick(p params) params {
 		return q
 	}
 	return params{
-		Pods: pick("pods", p.Pods, quick.Pods), Wave: pick("wave", p.Wave, quick.Wave),
+		Pods: pick("pods", p.Pods, quick.Pods), Wave: pick("wave", p.Wave, quick.Wave), WaveRuns: pick("wave-runs", p.WaveRuns, quick.WaveRuns),
 		SlowMs: pick("slow-ms", p.SlowMs, quick.SlowMs), Cycles: pick("cycles", p.Cycles, quick.Cycles),
 		CycleWave: pick("cycle-wave", p.CycleWave, quick.CycleWave), RSSPods: pick("rss-pods", p.RSSPods, quick.RSSPods),
 		RSSNetworks: pick("rss-networks", p.RSSNetworks, quick.RSSNetworks),
@@ -84,7 +86,7 @@ func withQuick(p params) params {
 }
 
 func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool) (err error) {
-	if p.Pods < 1 || p.Wave < 1 || p.Cycles < 1 || p.CycleWave < 1 || p.RSSPods < 1 || p.RSSNetworks < 1 {
+	if p.Pods < 1 || p.Wave < 1 || p.WaveRuns < 1 || p.Cycles < 1 || p.CycleWave < 1 || p.RSSPods < 1 || p.RSSNetworks < 1 {
 		return errors.New("every count must be at least 1")
 	}
 	binary, err = filepath.Abs(binary)
@@ -136,18 +138,28 @@ func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool
 // phase (--skip-scale).
 var scaleOnly, skipScale bool
 
-// measure runs every phase: both attach modes, then scale.
+// measure runs every phase: sync mode (single pods and waves), single
+// pods in pipelined mode, on containerd alone and through Multus's design,
+// then the waves of those three interleaved (their comparison is the
+// point, and a small machine drifts by a second over minutes), the libcni
+// floor, and scale.
 func (b *bench) measure(ctx context.Context, rep *report) (err error) {
-	modes := []string{"sync", "pipelined"}
-	if scaleOnly {
-		modes = nil
-	}
-	for _, mode := range modes {
-		if err := b.measureMode(ctx, mode, rep); err != nil {
+	if !scaleOnly {
+		if err := b.measureMode(ctx, "sync", rep, true); err != nil {
 			return err
 		}
-	}
-	if !scaleOnly {
+		if err := b.measureMode(ctx, "pipelined", rep, false); err != nil {
+			return err
+		}
+		if err := b.measureRuntime(ctx, rep); err != nil {
+			return err
+		}
+		if err := b.measureDelegate(ctx, rep); err != nil {
+			return err
+		}
+		if err := b.compareWaves(ctx, rep); err != nil {
+			return err
+		}
 		progress("libcni floor: the slow case's ADDs without a runtime (%d single pods, a wave of %d)", b.p.Pods, b.p.Wave)
 		if rep.Floor, err = b.measureFloor(ctx); err != nil {
 			return err

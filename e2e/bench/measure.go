@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -24,9 +26,10 @@ const (
 	podTimeout = 2 * time.Minute
 )
 
-// measureMode runs every single-pod and wave measurement with the plugin
-// in attachMode mode, and adds the rows to rep.
-func (b *bench) measureMode(ctx context.Context, mode string, rep *report) error {
+// measureMode runs the single-pod measurements with the plugin in
+// attachMode mode, and with waves the wave measurements too, and adds the
+// rows to rep.
+func (b *bench) measureMode(ctx context.Context, mode string, rep *report, waves bool) error {
 	progress("%s mode: starting nri-netattach", mode)
 	if err := b.startPlugin(ctx, mode); err != nil {
 		return err
@@ -39,15 +42,102 @@ func (b *bench) measureMode(ctx context.Context, mode string, rep *report) error
 		}
 		rep.Single = append(rep.Single, row)
 	}
+	if waves {
+		// Waves vary by a second from one to the next on a small machine:
+		// each case runs WaveRuns times, the cases interleaved, and the row
+		// is the run of median start time.
+		runs := make([][]row, len(cases))
+		for run := range b.p.WaveRuns {
+			for i, c := range cases {
+				row, err := b.wave(ctx, mode, c.name, c.annotation, run)
+				if err != nil {
+					return err
+				}
+				runs[i] = append(runs[i], row)
+			}
+		}
+		for _, rs := range runs {
+			rep.Waves = append(rep.Waves, medianWave(rs))
+		}
+	}
+	return b.stopPlugin()
+}
+
+// compareWaves runs the waves of pipelined mode (every case), of
+// containerd alone (none) and through Multus's design (delegateCases),
+// all of them in each of WaveRuns rounds, and adds the median of each.
+func (b *bench) compareWaves(ctx context.Context, rep *report) error {
+	type key struct{ mode, c string }
+	var order []key
 	for _, c := range cases {
-		progress("%s mode: wave of %d pods, %s", mode, b.p.Wave, c.name)
-		row, err := b.wave(ctx, mode, c.name, c.annotation)
+		order = append(order, key{"pipelined", c.name})
+	}
+	order = append(order, key{runtimeMode, "none"})
+	for _, c := range delegateCases {
+		order = append(order, key{delegateMode, c})
+	}
+	runs := map[key][]row{}
+	for run := range b.p.WaveRuns {
+		if err := b.startPlugin(ctx, "pipelined"); err != nil {
+			return err
+		}
+		for _, c := range cases {
+			row, err := b.wave(ctx, "pipelined", c.name, c.annotation, run)
+			if err != nil {
+				return err
+			}
+			runs[key{"pipelined", c.name}] = append(runs[key{"pipelined", c.name}], row)
+		}
+		if err := b.stopPlugin(); err != nil {
+			return err
+		}
+		row, err := b.wave(ctx, runtimeMode, "none", "", run)
 		if err != nil {
 			return err
 		}
-		rep.Waves = append(rep.Waves, row)
+		runs[key{runtimeMode, "none"}] = append(runs[key{runtimeMode, "none"}], row)
+		for _, c := range delegateCases {
+			annotation, err := b.useDelegate(ctx, c)
+			if err != nil {
+				return err
+			}
+			row, err := b.wave(ctx, delegateMode, c, annotation, run)
+			if err != nil {
+				return err
+			}
+			runs[key{delegateMode, c}] = append(runs[key{delegateMode, c}], row)
+		}
+		if err := b.dropDelegate(ctx); err != nil {
+			return err
+		}
 	}
-	return b.stopPlugin()
+	for _, k := range order {
+		rep.Waves = append(rep.Waves, medianWave(runs[k]))
+	}
+	return nil
+}
+
+// medianWave returns the run of median StartedWall, with every run's
+// StartedWall in StartedRuns and every leftover.
+func medianWave(rs []row) row {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b row) int { return cmp.Compare(a.StartedWall, b.StartedWall) })
+	m := sorted[(len(sorted)-1)/2]
+	m.StartedRuns, m.Leftovers, m.Retries = nil, nil, 0
+	for _, r := range rs {
+		m.StartedRuns = append(m.StartedRuns, r.StartedWall)
+		m.Leftovers = append(m.Leftovers, r.Leftovers...)
+		m.Retries += r.Retries
+	}
+	return m
+}
+
+// pluginPID is the running plugin's process ID, 0 when none runs.
+func (b *bench) pluginPID() int {
+	if b.plugin == nil || b.plugin.Cmd.Process == nil {
+		return 0
+	}
+	return b.plugin.Cmd.Process.Pid
 }
 
 // single starts pods one after the other (after one warm-up pod, not
@@ -65,6 +155,10 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (
 		return r, err
 	}
 	var created, started []time.Duration
+	cpu0, err := sampleCPU(b.pluginPID())
+	if err != nil {
+		return r, err
+	}
 	for i := range b.p.Pods {
 		ps, err := b.startPod(ctx, fmt.Sprintf("%s%d", prefix, i), annotation, time.Now())
 		ids = append(ids, ps.id)
@@ -74,6 +168,11 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (
 		created, started = append(created, ps.created), append(started, ps.started)
 		r.Retries += ps.tries - 1
 	}
+	cpu1, err := sampleCPU(b.pluginPID())
+	if err != nil {
+		return r, err
+	}
+	r.CPU = cpu0.use(cpu1, b.p.Pods)
 	r.CreatedP50, r.CreatedP95 = ms(percentile(created, 50)), ms(percentile(created, 95))
 	r.StartedP50, r.StartedP95 = ms(percentile(started, 50)), ms(percentile(started, 95))
 	return r, b.finish(&r, prefix, ids)
@@ -81,14 +180,24 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (
 
 // wave starts b.p.Wave pods at once and measures the wall time until the
 // last one's first container is created, and started.
-func (b *bench) wave(ctx context.Context, mode, caseName, annotation string) (row, error) {
+func (b *bench) wave(ctx context.Context, mode, caseName, annotation string, run int) (row, error) {
 	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: b.p.Wave}
-	prefix := fmt.Sprintf("w-%s-%s-", caseName, mode)
+	prefix := fmt.Sprintf("w%d-%s-%s-", run, caseName, mode)
+	progress("%s: wave of %d pods, %s (run %d of %d)", mode, b.p.Wave, caseName, run+1, b.p.WaveRuns)
+	cpu0, err := sampleCPU(b.pluginPID())
+	if err != nil {
+		return r, err
+	}
 	w, err := b.startWave(ctx, prefix, annotation, b.p.Wave)
 	defer func() { b.removeAll(w.ids) }()
 	if err != nil {
 		return r, err
 	}
+	cpu1, err := sampleCPU(b.pluginPID())
+	if err != nil {
+		return r, err
+	}
+	r.CPU = cpu0.use(cpu1, b.p.Wave)
 	r.CreatedWall, r.StartedWall, r.Retries = ms(w.created), ms(w.started), w.retries
 	return r, b.finish(&r, prefix, w.ids)
 }
@@ -104,7 +213,7 @@ func (b *bench) finish(r *row, prefix string, ids []string) error {
 	if len(r.Leftovers) > 0 {
 		progress("LEAK after %s/%s: %v", r.Mode, r.Case, r.Leftovers)
 	}
-	if r.Networks == 0 {
+	if r.Networks == 0 || r.Mode == delegateMode || r.Mode == runtimeMode {
 		return nil
 	}
 	att, err := attachedLines(b.plugin.LogPath, namespace+"/"+prefix)

@@ -201,11 +201,13 @@ func (b *bench) leftovers() []string {
 		filepath.Join(b.dirs.State, "cache", "results", "*"),
 		filepath.Join(b.dirs.State, "pending", "*"),
 		filepath.Join(b.dirs.Status, "*"),
+		filepath.Join(b.env.Dir, "delegate-cache", "*"),
+		filepath.Join(b.env.Dir, "delegate-cache", "libcni", "results", "*"),
 	} {
 		files, _ := filepath.Glob(pattern)
 		for _, f := range files {
 			base := filepath.Base(f)
-			if base == "lock" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(base, ".") {
+			if base == "lock" || base == "libcni" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(base, ".") {
 				continue
 			}
 			out = append(out, strings.TrimPrefix(f, b.dirs.Root+"/"))

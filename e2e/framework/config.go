@@ -247,6 +247,16 @@ func (e *Env) containerdConfig() ([]byte, error) {
 	return out, nil
 }
 
+// CNIConfDir is containerd's CNI configuration directory. containerd uses
+// the first file in it by name (max_conf_num 1) and reloads it when a file
+// changes.
+func (e *Env) CNIConfDir() string { return e.layout.cniConfDir }
+
+// PrimaryConflist is the primary pod network's file in CNIConfDir.
+func (e *Env) PrimaryConflist() string {
+	return filepath.Join(e.layout.cniConfDir, "10-"+e.PrimaryNetwork+".conflist")
+}
+
 // primaryConflist renders the primary pod network: a bridge with host-local
 // IPAM. There is no iptables on the test machines, so no ipMasq/portmap.
 func (e *Env) primaryConflist() ([]byte, error) {
@@ -294,8 +304,7 @@ func (e *Env) writeConfigs() error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(e.layout.cniConfDir, "10-"+e.PrimaryNetwork+".conflist")
-	if err := os.WriteFile(path, conflist, 0o644); err != nil {
+	if err := os.WriteFile(e.PrimaryConflist(), conflist, 0o644); err != nil {
 		return fmt.Errorf("write primary CNI config: %w", err)
 	}
 	return nil

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is the kernel's USER_HZ: the unit of /proc's CPU times.
+const clockTick = 10 * time.Millisecond
+
+// cpuSample is the CPU time used so far, by the whole machine (busy, all
+// CPUs together) and by the plugin process: its own threads (Self) and its
+// reaped children (Children: the CNI plugins it ran; runc's hooks are not
+// its children).
+type cpuSample struct {
+	Busy, Self, Children time.Duration
+}
+
+// cpuUse is what a measurement used, per pod where it says so.
+type cpuUse struct {
+	// MachineMs is the machine's busy CPU time over the measurement.
+	MachineMs float64 `json:"machineCpuMs"`
+	// PluginPerPodMs and CNIPerPodMs are the plugin's own CPU time and
+	// that of the CNI plugins it ran, divided by the pods.
+	PluginPerPodMs float64 `json:"pluginCpuPerPodMs"`
+	CNIPerPodMs    float64 `json:"cniCpuPerPodMs"`
+}
+
+// sampleCPU reads /proc/stat and, when pid > 0, /proc/PID/stat.
+func sampleCPU(pid int) (cpuSample, error) {
+	var s cpuSample
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return s, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("/proc/stat: %w", err)
+		}
+		s.Busy += time.Duration(n) * clockTick
+	}
+	if pid <= 0 {
+		return s, nil
+	}
+	data, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// The fields after "(comm)": state is field 3; utime, stime, cutime,
+	// cstime are fields 14-17.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return s, fmt.Errorf("/proc/%d/stat: no command field", pid)
+	}
+	pf := strings.Fields(string(data[i+1:]))
+	if len(pf) < 15 {
+		return s, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(pf))
+	}
+	var t [4]int64
+	for j := range t {
+		if t[j], err = strconv.ParseInt(pf[11+j], 10, 64); err != nil {
+			return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+	}
+	s.Self = time.Duration(t[0]+t[1]) * clockTick
+	s.Children = time.Duration(t[2]+t[3]) * clockTick
+	return s, nil
+}
+
+// use is what was used between s and a later sample, over pods pods.
+func (s cpuSample) use(later cpuSample, pods int) cpuUse {
+	u := cpuUse{MachineMs: ms(later.Busy - s.Busy)}
+	if pods > 0 {
+		u.PluginPerPodMs = round(ms(later.Self-s.Self)/float64(pods), 2)
+		u.CNIPerPodMs = round(ms(later.Children-s.Children)/float64(pods), 2)
+	}
+	return u
+}

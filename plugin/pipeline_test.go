@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,6 +309,46 @@ func TestRestartedPluginStillHoldsContainers(t *testing.T) {
 	}
 	if _, err := hooked("sb-failed"); err == nil || strings.Count(err.Error(), "team-a/web") != 1 {
 		t.Errorf("sandbox whose attach failed: %v; want its error, naming the pod once", err)
+	}
+}
+
+// A plugin stopped between the end of an attach (record attached) and
+// telling the hook (gate still attaching): Synchronize releases the held
+// containers at once, and nothing is attached again.
+func TestSynchronizeReleasesAnAttachFinishedBeforeTheStop(t *testing.T) {
+	state := t.TempDir()
+	netns := newNetNSWithEth0(t)
+	done := pod("sb-done", "team-a", "done", netns, "somenet")
+	if err := os.MkdirAll(filepath.Join(state, gate.Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := gate.Write(state, done.Id, gate.Status{State: gate.Attaching}); err != nil {
+		t.Fatal(err)
+	}
+	rec := attach.Record{SandboxID: done.Id, Namespace: "team-a", Name: "done", NetNS: netns, State: attach.StateAttached, Created: time.Now().Add(-time.Minute)}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(state, "sandboxes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "sandboxes", done.Id+".json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := newOffline(t, state)
+	if _, err := p.Synchronize(context.Background(), []*api.PodSandbox{done}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok, _ := gate.Read(state, done.Id); !ok || st.State != gate.Attached {
+		t.Errorf("gate %+v (%v); want attached", st, ok)
+	}
+	if p.sb.running(done.Id) {
+		t.Error("an attached pod is attached again")
+	}
+	adj, _, err := p.CreateContainer(context.Background(), done, &api.Container{Name: "app"})
+	if err != nil || hookOf(adj) != nil {
+		t.Errorf("container of the attached pod: hook %v, err %v; want it to start at once", hookOf(adj), err)
 	}
 }
 

@@ -37,7 +37,7 @@ test-cluster: e2e-deps cluster-deps ## the cluster tier only: a single-node clus
 demo: build e2e-deps ## a private containerd, the plugin, a pod with two secondary networks
 	hack/demo.sh
 
-bench: build e2e-deps ## both attach modes beside the libcni floor, PASS/FAIL targets (BENCH_FLAGS=--skip-scale: no scale phase)
+bench: build e2e-deps ## both attach modes beside Multus's design, containerd alone and the libcni floor, PASS/FAIL targets (BENCH_FLAGS=--skip-scale: no scale phase)
 	hack/bench.sh $(BENCH_FLAGS)
 
 install: build ## node-image layout under DESTDIR: plugin, its conf.d file, example network, CLI, hook

@@ -1,12 +1,14 @@
 // Command bench measures what nri-netattach adds to pod start on one
 // private containerd: single-pod sandbox-ready latency (until the first
 // container is created, and started), waves of concurrent pods (also with a
-// slow CNI plugin), the plugin's own overhead per pod, in sync and
-// pipelined attach mode, beside the libcni floor (the same ADDs done by the
-// bench itself, no runtime); then goroutine and fd growth across many pod
-// cycles and the RSS with many live attachments. It prints a table, checks
-// the targets (PASS/FAIL), and writes the same as JSON. Run it as root
-// through `make bench` (or hack/bench.sh --quick for a smoke run).
+// slow CNI plugin), the plugin's own overhead and CPU per pod, in sync and
+// pipelined attach mode, beside Multus's design (the e2e-delegate test
+// plugin as containerd's CNI network), containerd alone, and the libcni
+// floor (the same ADDs done by the bench itself, no runtime); then
+// goroutine and fd growth across many pod cycles and the RSS with many live
+// attachments. It prints a table, checks the targets (PASS/FAIL), and
+// writes the same as JSON. Run it as root through `make bench` (or
+// hack/bench.sh --quick for a smoke run).
 package main
 
 import (

@@ -1,6 +1,7 @@
 // Package attach does the CNI work of nri-netattach: for one sandbox, it
 // ADDs the resolved attachments through libcni (at once where they do not
-// depend on each other, see stages) and rolls back on failure, DELs them in reverse at teardown, and keeps the records, the
+// depend on each other, see stages) and rolls back on failure, DELs them
+// in reverse at teardown, and keeps the records, the
 // libcni result cache and the network-status file that make this survive
 // restarts. It knows nothing of NRI: it is given a Pod and a list of
 // config.Request, and records each as an Attachment. CNI plugins run
@@ -226,14 +227,14 @@ func (m *Manager) Attach(ctx context.Context, pod Pod, reqs []config.Request) (S
 
 // stages splits a pod's requests into runs of consecutive ones, [from, to),
 // ADDed one run after the other and the requests of a run at once: a
-// network that uses interfaces of the pod (config.UsesPodInterfaces: a
+// network that uses interfaces of the pod (Network.UsesPodInterfaces: a
 // VLAN or bond on top of an interface an earlier network added) starts a
 // new run, so everything before it is there when it is ADDed. With serial,
 // every request is a run of its own: one after the other, in order.
 func stages(reqs []config.Request, serial bool) [][2]int {
 	var out [][2]int
 	for i := range reqs {
-		if i == 0 || serial || config.UsesPodInterfaces(reqs[i].Network.List) {
+		if i == 0 || serial || reqs[i].Network.UsesPodInterfaces {
 			out = append(out, [2]int{i, i + 1})
 			continue
 		}

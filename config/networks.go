@@ -36,6 +36,8 @@ type Network struct {
 	// Resource is the device-plugin resource the network draws devices
 	// from (see ResourceNameKey), or "".
 	Resource string
+	// UsesPodInterfaces: see the function of that name; set when parsed.
+	UsesPodInterfaces bool
 }
 
 // UsesPodInterfaces tells whether a network's plugins work on interfaces
@@ -321,7 +323,7 @@ func ParseDefinition(data []byte, path string, binDirs []string) (*Network, erro
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
 	}
-	n := &Network{Path: path, List: list}
+	n := &Network{Path: path, List: list, UsesPodInterfaces: UsesPodInterfaces(list)}
 	if raw, ok := top[ResourceNameKey]; ok {
 		if err := json.Unmarshal(raw, &n.Resource); err != nil || n.Resource == "" {
 			return nil, fmt.Errorf("%s: %s: must be a non-empty string like \"intel.com/sriov_netdevice\"", path, ResourceNameKey)

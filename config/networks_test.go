@@ -884,6 +884,13 @@ func TestUsesPodInterfaces(t *testing.T) {
 			if got := UsesPodInterfaces(list); got != c.want {
 				t.Errorf("UsesPodInterfaces = %v, want %v", got, c.want)
 			}
+			n, err := ParseDefinition(list.Bytes, "n.conflist", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.UsesPodInterfaces != c.want {
+				t.Errorf("ParseDefinition: Network.UsesPodInterfaces = %v, want %v", n.UsesPodInterfaces, c.want)
+			}
 		})
 	}
 	if UsesPodInterfaces(nil) {

@@ -48,8 +48,12 @@ var (
 )
 
 // loadGates fills the cache from the gate files: after a restart, the
-// containers of a sandbox whose attach is not finished stay held.
-func (sb *sandboxes) loadGates(stateDir string) error {
+// containers of a sandbox whose attach is not finished stay held. A gate
+// still attaching whose record says attached (attached: the sandbox IDs of
+// such records) belongs to an attach an earlier run finished but was
+// stopped before it wrote the outcome: it is marked attached, as no attach
+// would ever do it again.
+func (sb *sandboxes) loadGates(stateDir string, attached map[string]bool) error {
 	all, err := gate.List(stateDir)
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
@@ -61,6 +65,11 @@ func (sb *sandboxes) loadGates(stateDir string) error {
 	}
 	if sb.jobs == nil {
 		sb.jobs = map[string]*job{}
+	}
+	for id, g := range sb.gates {
+		if g.State == gate.Attaching && attached[id] && sb.jobs[id] == nil {
+			err = errors.Join(err, sb.setGateLocked(stateDir, id, gate.Status{State: gate.Attached}))
+		}
 	}
 	return err
 }

@@ -313,9 +313,9 @@ func TestRestartedPluginStillHoldsContainers(t *testing.T) {
 }
 
 // A plugin stopped between the end of an attach (record attached) and
-// telling the hook (gate still attaching): Synchronize releases the held
-// containers at once, and nothing is attached again.
-func TestSynchronizeReleasesAnAttachFinishedBeforeTheStop(t *testing.T) {
+// telling the hook (gate still attaching): the next start releases the held
+// containers at once, and nothing is attached again, Synchronize included.
+func TestRestartReleasesAnAttachFinishedBeforeTheStop(t *testing.T) {
 	state := t.TempDir()
 	netns := newNetNSWithEth0(t)
 	done := pod("sb-done", "team-a", "done", netns, "somenet")

@@ -145,7 +145,12 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	} else {
 		p.log.WithFields(logrus.Fields{"hook": hook.Path}).Warn("no " + gate.StandaloneBinary + " beside nri-netattach or on its PATH: the daemon's own binary is the wait-attached hook, which takes about 12 ms longer to start for every held container")
 	}
-	if err := p.sb.loadGates(cfg.StateDir); err != nil {
+	recs, _ := mgr.Records() // unreadable ones are healed by the resync
+	attached := map[string]bool{}
+	for _, r := range recs {
+		attached[r.SandboxID] = r.State == attach.StateAttached
+	}
+	if err := p.sb.loadGates(cfg.StateDir, attached); err != nil {
 		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")
 	}
 	nads := cfg.NADsDir()

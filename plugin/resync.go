@@ -43,20 +43,7 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, _ []*api
 	}
 	snap := snapshot{pods: pods, at: time.Now()}
 	for _, pod := range pods {
-		if p.sb.running(pod.GetId()) {
-			continue
-		}
-		rec := byID[pod.GetId()]
-		if !needsAttach(cur.cfg, pod, rec) {
-			// An earlier run finished the attach and was stopped before it
-			// told the hook: the containers it holds may start.
-			if g, ok := p.sb.gate(pod.GetId()); ok && g.State == gate.Attaching && rec != nil && rec.State == attach.StateAttached {
-				if err := p.sb.updateGate(cur.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.Attached}); err != nil {
-					podLog(p.log, pod).WithError(err).Error("resync: cannot release the pod's containers")
-				} else {
-					podLog(p.log, pod).Info("resync: the attach an earlier run finished was not marked done for the held containers; released them")
-				}
-			}
+		if p.sb.running(pod.GetId()) || !needsAttach(cur.cfg, pod, byID[pod.GetId()]) {
 			continue
 		}
 		if err := p.sb.setGate(cur.mgr.StateDir(), pod.GetId(), gate.Status{State: gate.Attaching, Deadline: time.Now().Add(resyncTimeout)}); err != nil {

@@ -201,11 +201,67 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// StartControlPlane starts etcd and kube-apiserver, with the
+// NetworkAttachmentDefinition CRD, for env: no kubelet, no plugin. It is
+// for tools that drive containerd through CRI themselves and need the API
+// objects of their pods (the bench's Multus comparison). Its processes are
+// env's: env.Close stops them, and the returned Cluster must not be Closed.
+// binDir "" is DefaultBinDir().
+func StartControlPlane(ctx context.Context, env *framework.Env, binDir string, logf func(string, ...any)) (*Cluster, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if binDir == "" {
+		d, err := DefaultBinDir()
+		if err != nil {
+			return nil, fmt.Errorf("control plane: %w", err)
+		}
+		binDir = d
+	}
+	for _, b := range []string{"kube-apiserver", "etcd"} {
+		if st, err := os.Stat(filepath.Join(binDir, b)); err != nil || st.Mode()&0o111 == 0 {
+			return nil, fmt.Errorf("control plane: no %s in %s: run hack/cluster-deps.sh (make cluster-deps)", b, binDir)
+		}
+	}
+	repo, err := framework.RepoRoot()
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	c := &Cluster{Env: env, Dir: filepath.Join(env.Dir, "k"), opts: Options{Logf: logf}, binDir: binDir, repo: repo}
+	if err := c.startControlPlane(ctx); err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	return c, nil
+}
+
 func (c *Cluster) start(ctx context.Context) error {
-	for _, d := range []string{c.Dir, c.StaticPodDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	if err := os.MkdirAll(c.StaticPodDir, 0o755); err != nil {
+		return err
+	}
+	if err := c.startControlPlane(ctx); err != nil {
+		return err
+	}
+	t := time.Now()
+	if err := c.startKubelet(ctx); err != nil {
+		return err
+	}
+	c.opts.Logf("cluster: node %s Ready in %v", c.NodeName, time.Since(t).Round(time.Millisecond))
+	// The plugin's token is bound to the node object, so the node comes first.
+	if c.opts.APIAccess {
+		if err := c.netattachCredentials(ctx); err != nil {
 			return err
 		}
+	}
+	return c.startNetattach(ctx)
+}
+
+// startControlPlane creates the certificates and starts etcd and
+// kube-apiserver, then installs the NetworkAttachmentDefinition CRD.
+func (c *Cluster) startControlPlane(ctx context.Context) error {
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return err
 	}
 	var err error
 	if c.pki, err = newPKI(filepath.Join(c.Dir, "pki")); err != nil {
@@ -219,21 +275,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.opts.Logf("cluster: etcd and kube-apiserver ready at %s in %v", c.Server, time.Since(t).Round(time.Millisecond))
-	if err := c.installCRD(ctx); err != nil {
-		return err
-	}
-	t = time.Now()
-	if err := c.startKubelet(ctx); err != nil {
-		return err
-	}
-	c.opts.Logf("cluster: node %s Ready in %v", c.NodeName, time.Since(t).Round(time.Millisecond))
-	// The plugin's token is bound to the node object, so the node comes first.
-	if c.opts.APIAccess {
-		if err := c.netattachCredentials(ctx); err != nil {
-			return err
-		}
-	}
-	return c.startNetattach(ctx)
+	return c.installCRD(ctx)
 }
 
 // Close stops the kubelet first (so that it restarts nothing), then removes
@@ -547,4 +589,16 @@ func NodeReady(n *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// ControlPlanePIDs are the process IDs of etcd and kube-apiserver (for CPU
+// accounting), those that run.
+func (c *Cluster) ControlPlanePIDs() []int {
+	var out []int
+	for _, p := range []*framework.Process{c.etcd, c.apiserver} {
+		if p != nil && !p.Exited() {
+			out = append(out, p.Pid())
+		}
+	}
+	return out
 }

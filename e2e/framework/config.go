@@ -233,7 +233,7 @@ func (e *Env) containerdConfig() ([]byte, error) {
 	runc.Options.BinaryName, runc.Options.Root = filepath.Join(e.BinDir, "runc"), l.runcRoot
 	rt.Containerd.DefaultRuntimeName = "runc"
 	rt.Containerd.Runtimes = map[string]runcRuntime{"runc": runc}
-	rt.CNI.BinDirs, rt.CNI.ConfDir, rt.CNI.MaxConfNum, rt.CNI.UseInternalLoopback = []string{e.CNIBinDir}, l.cniConfDir, 1, true
+	rt.CNI.BinDirs, rt.CNI.ConfDir, rt.CNI.MaxConfNum, rt.CNI.UseInternalLoopback = append([]string{e.CNIBinDir}, e.opts.ExtraCNIBinDirs...), l.cniConfDir, 1, true
 	p.NRI = nriSection{
 		SocketPath: l.nriSocket, PluginPath: pluginPath, PluginConfigPath: pluginConfigPath,
 		PluginRequestTimeout:      e.opts.NRIRequestTimeout.String(),

@@ -59,6 +59,10 @@ type Options struct {
 	// LogArchiveDir, if set, receives a copy of containerd's and the plugin
 	// processes' logs when the Env is closed (Dir itself is removed).
 	LogArchiveDir string
+	// ExtraCNIBinDirs are searched by containerd for CNI plugins after
+	// the CNI plugins of BinDir (for a plugin that is not part of the
+	// test build, such as the bench's Multus).
+	ExtraCNIBinDirs []string
 }
 
 // Env is a private containerd with CRI, NRI and a primary bridge network.

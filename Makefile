@@ -37,8 +37,8 @@ test-cluster: e2e-deps cluster-deps ## the cluster tier only: a single-node clus
 demo: build e2e-deps ## a private containerd, the plugin, a pod with two secondary networks
 	hack/demo.sh
 
-bench: build e2e-deps ## both attach modes beside Multus's design, containerd alone and the libcni floor, PASS/FAIL targets (BENCH_FLAGS=--skip-scale: no scale phase)
-	hack/bench.sh $(BENCH_FLAGS)
+bench: build e2e-deps ## both attach modes beside Multus's design, containerd alone and the libcni floor, PASS/FAIL targets (BENCH_FLAGS=--skip-scale: no scale phase; MULTUS=PATH: Multus itself too, see hack/multus.sh)
+	hack/bench.sh $(if $(MULTUS),--multus $(MULTUS)) $(BENCH_FLAGS)
 
 install: build ## node-image layout under DESTDIR: plugin, its conf.d file, example network, CLI, hook
 	DESTDIR=$(DESTDIR) PREFIX=$(PREFIX) hack/install.sh $(BIN)

@@ -5,6 +5,10 @@
 # then the config and attach micro-benchmarks. Needs root.
 #   hack/bench.sh            full run (as `make bench`)
 #   hack/bench.sh --quick    smoke run with small counts
+#   hack/bench.sh --multus PATH
+#                            Multus itself too (its thin plugin, built by
+#                            hack/multus.sh), against a local kube-apiserver
+#                            and etcd (built here by hack/cluster-deps.sh)
 # Other flags go to the bench program: go run ./e2e/bench -h lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +20,9 @@ if [ -z "${MAKELEVEL:-}" ]; then # make bench has done both already
   make --no-print-directory build
   hack/e2e-deps.sh >/dev/null
 fi
+for arg in "$@"; do
+  case $arg in --multus | --multus=*) hack/cluster-deps.sh >/dev/null ;; esac
+done
 rm -rf .cache/bench/logs # containerd's and the plugin's logs of the last run
 mkdir -p .cache/bench/logs
 go build -o .cache/bench/bench ./e2e/bench

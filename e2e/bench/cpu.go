@@ -12,11 +12,12 @@ import (
 const clockTick = 10 * time.Millisecond
 
 // cpuSample is the CPU time used so far, by the whole machine (busy, all
-// CPUs together) and by the plugin process: its own threads (Self) and its
+// CPUs together), by the plugin process: its own threads (Self) and its
 // reaped children (Children: the CNI plugins it ran; runc's hooks are not
-// its children).
+// its children), and by the control plane's processes (API: etcd and
+// kube-apiserver, with the Multus comparison).
 type cpuSample struct {
-	Busy, Self, Children time.Duration
+	Busy, Self, Children, API time.Duration
 }
 
 // cpuUse is what a measurement used, per pod where it says so.
@@ -27,6 +28,25 @@ type cpuUse struct {
 	// that of the CNI plugins it ran, divided by the pods.
 	PluginPerPodMs float64 `json:"pluginCpuPerPodMs"`
 	CNIPerPodMs    float64 `json:"cniCpuPerPodMs"`
+	// APIMs is etcd's and kube-apiserver's CPU time over the measurement
+	// (part of MachineMs), when they run.
+	APIMs float64 `json:"apiCpuMs,omitempty"`
+}
+
+// sampleCPU samples the machine, the running plugin and the control plane.
+func (b *bench) sampleCPU() (cpuSample, error) {
+	s, err := sampleCPU(b.pluginPID())
+	if err != nil {
+		return s, err
+	}
+	for _, pid := range b.controlPlanePIDs() {
+		self, _, err := procCPU(pid)
+		if err != nil {
+			return s, err
+		}
+		s.API += self
+	}
+	return s, nil
 }
 
 // sampleCPU reads /proc/stat and, when pid > 0, /proc/PID/stat.
@@ -54,34 +74,39 @@ func sampleCPU(pid int) (cpuSample, error) {
 	if pid <= 0 {
 		return s, nil
 	}
-	data, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s.Self, s.Children, err = procCPU(pid)
+	return s, err
+}
+
+// procCPU reads a process's own CPU time and that of its reaped children
+// from /proc/PID/stat.
+func procCPU(pid int) (self, children time.Duration, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return s, err
+		return 0, 0, err
 	}
 	// The fields after "(comm)": state is field 3; utime, stime, cutime,
 	// cstime are fields 14-17.
 	i := strings.LastIndexByte(string(data), ')')
 	if i < 0 {
-		return s, fmt.Errorf("/proc/%d/stat: no command field", pid)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command field", pid)
 	}
 	pf := strings.Fields(string(data[i+1:]))
 	if len(pf) < 15 {
-		return s, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(pf))
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(pf))
 	}
 	var t [4]int64
 	for j := range t {
 		if t[j], err = strconv.ParseInt(pf[11+j], 10, 64); err != nil {
-			return s, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
 		}
 	}
-	s.Self = time.Duration(t[0]+t[1]) * clockTick
-	s.Children = time.Duration(t[2]+t[3]) * clockTick
-	return s, nil
+	return time.Duration(t[0]+t[1]) * clockTick, time.Duration(t[2]+t[3]) * clockTick, nil
 }
 
 // use is what was used between s and a later sample, over pods pods.
 func (s cpuSample) use(later cpuSample, pods int) cpuUse {
-	u := cpuUse{MachineMs: ms(later.Busy - s.Busy)}
+	u := cpuUse{MachineMs: ms(later.Busy - s.Busy), APIMs: ms(later.API - s.API)}
 	if pods > 0 {
 		u.PluginPerPodMs = round(ms(later.Self-s.Self)/float64(pods), 2)
 		u.CNIPerPodMs = round(ms(later.Children-s.Children)/float64(pods), 2)

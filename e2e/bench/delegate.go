@@ -109,30 +109,22 @@ func (b *bench) dropDelegate(ctx context.Context) error {
 }
 
 // awaitDelegates waits until containerd uses the CNI configuration just
-// written (it reloads it in the background): a probe pod's sandbox has
-// e2e-delegate's cache entry with the cluster network and n networks, or
-// none when n < 0 (the primary network alone).
+// written: a probe pod's sandbox has e2e-delegate's cache entry with the
+// cluster network and n networks, or none when n < 0 (the primary network
+// alone).
 func (b *bench) awaitDelegates(ctx context.Context, n int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		id, err := b.env.RunPod(ctx, probeSpec(i))
-		if err != nil {
-			return fmt.Errorf("probe pod: %w", err)
-		}
-		data, rerr := os.ReadFile(filepath.Join(b.delegateCache(), id))
-		var ds []json.RawMessage
-		ok := n < 0 && errors.Is(rerr, os.ErrNotExist) || rerr == nil && json.Unmarshal(data, &ds) == nil && len(ds) == n+1
-		if err := b.removeAll([]string{id}); err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not take the CNI configuration with %d delegated networks within 30s", n)
-		}
-		time.Sleep(200 * time.Millisecond)
+	what := fmt.Sprintf("e2e-delegate with %d delegated networks", n)
+	if n < 0 {
+		what = "the primary network alone"
 	}
+	return b.awaitCNIConf(ctx, what, func(id string) bool {
+		data, err := os.ReadFile(filepath.Join(b.delegateCache(), id))
+		if n < 0 {
+			return errors.Is(err, os.ErrNotExist)
+		}
+		var ds []json.RawMessage
+		return err == nil && json.Unmarshal(data, &ds) == nil && len(ds) == n+1
+	})
 }
 
 func probeSpec(i int) framework.PodSpec {

@@ -50,6 +50,7 @@ func main() {
 	flag.BoolVar(&skipScale, "skip-scale", false, "skip the scale phase (1,000 cycles and RSS): latency, waves and the floor only")
 	timeout := flag.Duration("timeout", 90*time.Minute, "give up after this long (pods are still cleaned up)")
 	logs := flag.String("logs", "", "copy containerd's and the plugin's logs into this directory at the end")
+	multus := flag.String("multus", "", "also measure Multus itself: the path of its thin plugin binary (needs kube-apiserver and etcd: make cluster-deps)")
 	p := full
 	flag.IntVar(&p.Pods, "pods", p.Pods, "single-pod samples per row (after one warm-up pod)")
 	flag.IntVar(&p.Wave, "wave", p.Wave, "concurrent pods per wave")
@@ -63,7 +64,7 @@ func main() {
 	if *isQuick {
 		p = withQuick(p)
 	}
-	if err := run(*binary, *out, *logs, *timeout, p, *isQuick); err != nil {
+	if err := run(*binary, *multus, *out, *logs, *timeout, p, *isQuick); err != nil {
 		fmt.Fprintln(os.Stderr, "bench failed:", err)
 		os.Exit(1)
 	}
@@ -87,7 +88,7 @@ func withQuick(p params) params {
 	}
 }
 
-func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool) (err error) {
+func run(binary, multusBinary, out, logs string, timeout time.Duration, p params, isQuick bool) (err error) {
 	if p.Pods < 1 || p.Wave < 1 || p.WaveRuns < 1 || p.Cycles < 1 || p.CycleWave < 1 || p.RSSPods < 1 || p.RSSNetworks < 1 {
 		return errors.New("every count must be at least 1")
 	}
@@ -103,12 +104,21 @@ func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool
 	defer cancel()
 
 	start := time.Now()
+	opts := framework.Options{LogLevel: "info", LogArchiveDir: logs}
+	var multus *multusSide
+	if multusBinary != "" {
+		if multus, err = newMultusSide(multusBinary); err != nil {
+			return err
+		}
+		opts.ExtraCNIBinDirs = []string{multus.binDir}
+	}
 	progress("starting a private containerd")
-	env, err := framework.Start(ctx, framework.Options{LogLevel: "info", LogArchiveDir: logs})
+	env, err := framework.Start(ctx, opts)
 	if err != nil {
-		return fmt.Errorf("start containerd: %w", err)
+		return errors.Join(fmt.Errorf("start containerd: %w", err), multus.close())
 	}
 	b := newBench(env, binary, p)
+	b.multus = multus
 	defer func() {
 		if ctx.Err() != nil {
 			progress("interrupted (%v); cleaning up", context.Cause(ctx))
@@ -120,7 +130,17 @@ func run(binary, out, logs string, timeout time.Duration, p params, isQuick bool
 	if err := b.setup(); err != nil {
 		return err
 	}
+	if b.multus != nil && !scaleOnly {
+		// Started first, so that every mode runs beside the same idle
+		// control plane.
+		if err := b.startMultusControlPlane(ctx); err != nil {
+			return err
+		}
+	}
 	rep := &report{Started: start.UTC(), Quick: isQuick, Params: p, Host: hostInfo()}
+	if b.multus != nil {
+		rep.Multus = b.multus.version
+	}
 	err = b.measure(ctx, rep)
 	rep.Took = time.Since(start).Round(time.Second).String()
 	if err != nil {
@@ -158,6 +178,11 @@ func (b *bench) measure(ctx context.Context, rep *report) (err error) {
 		}
 		if err := b.measureDelegate(ctx, rep); err != nil {
 			return err
+		}
+		if b.multus != nil {
+			if err := b.measureMultus(ctx, rep); err != nil {
+				return err
+			}
 		}
 		if err := b.compareWaves(ctx, rep); err != nil {
 			return err

@@ -76,6 +76,13 @@ func (b *bench) compareWaves(ctx context.Context, rep *report) error {
 	for _, c := range delegateCases {
 		order = append(order, key{delegateMode, c})
 	}
+	if b.multus != nil {
+		for _, m := range []string{kubeMode, multusMode} {
+			for _, c := range delegateCases {
+				order = append(order, key{m, c})
+			}
+		}
+	}
 	runs := map[key][]row{}
 	for run := range b.p.WaveRuns {
 		if err := b.startPlugin(ctx, "pipelined"); err != nil {
@@ -108,6 +115,35 @@ func (b *bench) compareWaves(ctx context.Context, rep *report) error {
 			runs[key{delegateMode, c}] = append(runs[key{delegateMode, c}], row)
 		}
 		if err := b.dropDelegate(ctx); err != nil {
+			return err
+		}
+		if b.multus == nil {
+			continue
+		}
+		if err := b.startPlugin(ctx, kubeMode); err != nil {
+			return err
+		}
+		for _, c := range delegateCases {
+			row, err := b.wave(ctx, kubeMode, c, annotationOf(c), run)
+			if err != nil {
+				return errors.Join(err, b.stopPlugin())
+			}
+			runs[key{kubeMode, c}] = append(runs[key{kubeMode, c}], row)
+		}
+		if err := b.stopPlugin(); err != nil {
+			return err
+		}
+		if err := b.useMultus(ctx); err != nil {
+			return err
+		}
+		for _, c := range delegateCases {
+			row, err := b.wave(ctx, multusMode, c, annotationOf(c), run)
+			if err != nil {
+				return err
+			}
+			runs[key{multusMode, c}] = append(runs[key{multusMode, c}], row)
+		}
+		if err := b.dropMultus(ctx); err != nil {
 			return err
 		}
 	}
@@ -149,13 +185,22 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (
 	warm := fmt.Sprintf("warm-%s-%s", caseName, mode)
 	var ids []string
 	defer func() { b.removeAll(ids) }() // also on error, so that the next try starts clean
+	if apiMode(mode) {
+		names := []string{warm}
+		for i := range b.p.Pods {
+			names = append(names, fmt.Sprintf("%s%d", prefix, i))
+		}
+		if err := b.createAPIPods(ctx, names, annotation); err != nil {
+			return r, err
+		}
+	}
 	ps, err := b.startPod(ctx, warm, annotation, time.Now())
 	ids = append(ids, ps.id)
 	if err != nil {
 		return r, err
 	}
 	var created, started []time.Duration
-	cpu0, err := sampleCPU(b.pluginPID())
+	cpu0, err := b.sampleCPU()
 	if err != nil {
 		return r, err
 	}
@@ -168,7 +213,7 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (
 		created, started = append(created, ps.created), append(started, ps.started)
 		r.Retries += ps.tries - 1
 	}
-	cpu1, err := sampleCPU(b.pluginPID())
+	cpu1, err := b.sampleCPU()
 	if err != nil {
 		return r, err
 	}
@@ -184,7 +229,16 @@ func (b *bench) wave(ctx context.Context, mode, caseName, annotation string, run
 	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: b.p.Wave}
 	prefix := fmt.Sprintf("w%d-%s-%s-", run, caseName, mode)
 	progress("%s: wave of %d pods, %s (run %d of %d)", mode, b.p.Wave, caseName, run+1, b.p.WaveRuns)
-	cpu0, err := sampleCPU(b.pluginPID())
+	if apiMode(mode) {
+		names := make([]string, b.p.Wave)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		if err := b.createAPIPods(ctx, names, annotation); err != nil {
+			return r, err
+		}
+	}
+	cpu0, err := b.sampleCPU()
 	if err != nil {
 		return r, err
 	}
@@ -193,7 +247,7 @@ func (b *bench) wave(ctx context.Context, mode, caseName, annotation string, run
 	if err != nil {
 		return r, err
 	}
-	cpu1, err := sampleCPU(b.pluginPID())
+	cpu1, err := b.sampleCPU()
 	if err != nil {
 		return r, err
 	}
@@ -205,15 +259,25 @@ func (b *bench) wave(ctx context.Context, mode, caseName, annotation string, run
 // finish removes the pods, checks that nothing is left, and fills in the
 // plugin's own overhead from its log.
 func (b *bench) finish(r *row, prefix string, ids []string) error {
+	if apiMode(r.Mode) {
+		if err := b.awaitNetworkStatus(context.Background(), r.Mode); err != nil {
+			return err
+		}
+	}
 	if err := b.removeAll(ids); err != nil {
 		return err
 	}
 	clear(ids)
+	if apiMode(r.Mode) {
+		if err := b.deleteAPIPods(context.Background()); err != nil {
+			return err
+		}
+	}
 	r.Leftovers = b.leftovers()
 	if len(r.Leftovers) > 0 {
 		progress("LEAK after %s/%s: %v", r.Mode, r.Case, r.Leftovers)
 	}
-	if r.Networks == 0 || r.Mode == delegateMode || r.Mode == runtimeMode {
+	if !r.nriNetattach() {
 		return nil
 	}
 	att, err := attachedLines(b.plugin.LogPath, namespace+"/"+prefix)
@@ -279,7 +343,7 @@ type podStart struct {
 func (b *bench) startPod(ctx context.Context, name, annotation string, t0 time.Time) (podStart, error) {
 	ctx, cancel := context.WithTimeout(ctx, podTimeout)
 	defer cancel()
-	spec := framework.PodSpec{Name: name, Namespace: namespace, Annotations: map[string]string{}}
+	spec := framework.PodSpec{Name: name, Namespace: namespace, UID: b.apiUID(name), Annotations: map[string]string{}}
 	if annotation != "" {
 		spec.Annotations[annotationKey] = annotation
 	}
@@ -306,7 +370,7 @@ func (b *bench) startPod(ctx context.Context, name, annotation string, t0 time.T
 			}
 			ps.started = time.Since(t0)
 		}
-		if err == nil || !retriable(err) || ctx.Err() != nil {
+		if err == nil || !b.retriable(err) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -317,8 +381,14 @@ func (b *bench) startPod(ctx context.Context, name, annotation string, t0 time.T
 }
 
 // retriable: the plugin ran out of its time budget (sync), or the attach
-// was still running when the wait-attached hook gave up (pipelined).
-func retriable(err error) bool {
+// was still running when the wait-attached hook gave up (pipelined). While
+// Multus is containerd's CNI network, every failure is retried, as the
+// kubelet retries every failed sandbox: under load, Multus fails sandboxes
+// whose API request for the pod timed out.
+func (b *bench) retriable(err error) bool {
+	if b.multus != nil && b.multus.active.Load() {
+		return true
+	}
 	s := err.Error()
 	return strings.Contains(s, "timed out") || strings.Contains(s, "still attaching")
 }

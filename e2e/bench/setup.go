@@ -29,6 +29,8 @@ type bench struct {
 
 	plugin     *framework.Process
 	metricsURL string
+
+	multus *multusSide // nil without --multus
 }
 
 // The pod cases: annotation of each.
@@ -101,7 +103,7 @@ func (b *bench) rssAnnotation() string {
 // then deletes the host links. It never stops half-way.
 func (b *bench) close() error {
 	progress("cleaning up: pods, plugin, containerd, host links, %s", b.env.Dir)
-	errs := []error{b.env.Close()}
+	errs := []error{b.env.Close(), b.multus.close()}
 	for _, l := range append([]string{b.parent}, b.bridges...) {
 		if linkExists(l) {
 			errs = append(errs, sh("ip", "link", "del", l))
@@ -118,11 +120,17 @@ func (b *bench) startPlugin(ctx context.Context, mode string) error {
 		return err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	// StartNetattach asks for debug logs; info is what a node runs.
+	args := []string{"--log-format", "json", "--log-level", "info", "--metrics-address", addr}
+	attachMode := mode
+	if mode == kubeMode {
+		attachMode = "pipelined"
+		args = append(args, "--kubeconfig", b.multus.cp.AdminKubeconfig, "--node-name", benchNode)
+	}
 	p, err := b.env.StartNetattach(ctx, framework.Netattach{
 		Binary: b.binary,
-		Config: map[string]any{"attachMode": mode},
-		// StartNetattach asks for debug logs; info is what a node runs.
-		Args: []string{"--log-format", "json", "--log-level", "info", "--metrics-address", addr},
+		Config: map[string]any{"attachMode": attachMode},
+		Args:   args,
 	})
 	if err != nil {
 		if p != nil {
@@ -203,11 +211,13 @@ func (b *bench) leftovers() []string {
 		filepath.Join(b.dirs.Status, "*"),
 		filepath.Join(b.env.Dir, "delegate-cache", "*"),
 		filepath.Join(b.env.Dir, "delegate-cache", "libcni", "results", "*"),
+		filepath.Join(b.env.Dir, "multus-cache", "*"),
+		filepath.Join(b.env.Dir, "multus-cache", "results", "*"),
 	} {
 		files, _ := filepath.Glob(pattern)
 		for _, f := range files {
 			base := filepath.Base(f)
-			if base == "lock" || base == "libcni" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(base, ".") {
+			if base == "lock" || base == "libcni" || base == "results" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(base, ".") {
 				continue
 			}
 			out = append(out, strings.TrimPrefix(f, b.dirs.Root+"/"))

@@ -3,8 +3,10 @@
 // container is created, and started), waves of concurrent pods (also with a
 // slow CNI plugin), the plugin's own overhead and CPU per pod, in sync and
 // pipelined attach mode, beside Multus's design (the e2e-delegate test
-// plugin as containerd's CNI network), containerd alone, and the libcni
-// floor (the same ADDs done by the bench itself, no runtime); then
+// plugin as containerd's CNI network), Multus itself when its binary is
+// given (--multus; with nri-netattach in Kubernetes mode beside it, against
+// the same local API server), containerd alone, and the libcni floor (the
+// same ADDs done by the bench itself, no runtime); then
 // goroutine and fd growth across many pod cycles and the RSS with many live
 // attachments. It prints a table, checks the targets (PASS/FAIL), and
 // writes the same as JSON. Run it as root through `make bench` (or
@@ -161,10 +163,10 @@ func run(binary, multusBinary, out, logs string, timeout time.Duration, p params
 var scaleOnly, skipScale bool
 
 // measure runs every phase: sync mode (single pods and waves), single
-// pods in pipelined mode, on containerd alone and through Multus's design,
-// then the waves of those three interleaved (their comparison is the
-// point, and a small machine drifts by a second over minutes), the libcni
-// floor, and scale.
+// pods in pipelined mode, on containerd alone, through Multus's design and,
+// with --multus, in Kubernetes mode and through Multus, then the waves of
+// all of those interleaved (their comparison is the point, and a small
+// machine drifts by a second over minutes), the libcni floor, and scale.
 func (b *bench) measure(ctx context.Context, rep *report) (err error) {
 	if !scaleOnly {
 		if err := b.measureMode(ctx, "sync", rep, true); err != nil {

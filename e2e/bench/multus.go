@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,7 +51,7 @@ func apiMode(mode string) bool { return mode == multusMode || mode == kubeMode }
 type multusSide struct {
 	binary  string           // the thin plugin given with --multus
 	version string           // what it says of itself (-version)
-	binDir  string           // a temporary directory holding it as "multus", one of containerd's CNI bin dirs
+	binDir  string           // a temporary directory linking it as "multus", one of containerd's CNI bin dirs
 	cp      *cluster.Cluster // etcd and kube-apiserver, processes of the bench's Env
 
 	active atomic.Bool // Multus is containerd's CNI network
@@ -61,8 +60,8 @@ type multusSide struct {
 	uids map[string]string // pod name -> its API object's UID
 }
 
-// newMultusSide checks the binary and puts it, named "multus" as its CNI
-// type says, into a directory of its own for containerd's bin_dirs.
+// newMultusSide checks the binary and links it, named "multus" as its CNI
+// type says, from a directory of its own for containerd's bin_dirs.
 func newMultusSide(binary string) (*multusSide, error) {
 	binary, err := filepath.Abs(binary)
 	if err != nil {
@@ -75,7 +74,7 @@ func newMultusSide(binary string) (*multusSide, error) {
 	if err != nil {
 		return nil, fmt.Errorf("multus binary: %w", err)
 	}
-	if err := copyExecutable(binary, filepath.Join(dir, "multus")); err != nil {
+	if err := os.Symlink(binary, filepath.Join(dir, "multus")); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("multus binary: %w", err)
 	}
@@ -85,20 +84,6 @@ func newMultusSide(binary string) (*multusSide, error) {
 		return nil, fmt.Errorf("multus binary %s -version: %w: %s", binary, err, out)
 	}
 	return &multusSide{binary: binary, version: strings.TrimSpace(string(out)), binDir: dir, uids: map[string]string{}}, nil
-}
-
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	return errors.Join(err, out.Close())
 }
 
 // close removes the binary's directory (the control plane's processes are

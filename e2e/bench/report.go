@@ -255,6 +255,9 @@ func (rep *report) singleVsTarget(label, other, what string) target {
 		a, b, a/b, slow.Added, o.Added), a <= b}
 }
 
+// noteModes are the modes the notes compare, in the order they name them.
+var noteModes = []string{"sync", "pipelined", kubeMode, delegateMode, multusMode}
+
 // runtimeNote compares the slow wave of every mode with containerd alone
 // (no plugin, no network): what the same node takes for pods without
 // secondary networks, a baseline common to every mode.
@@ -264,7 +267,7 @@ func (rep *report) runtimeNote() []string {
 		return nil
 	}
 	var parts []string
-	for _, mode := range []string{"sync", "pipelined", kubeMode, delegateMode, multusMode} {
+	for _, mode := range noteModes {
 		none, slow := find(rep.Waves, mode, "none"), find(rep.Waves, mode, "slow")
 		if none == nil || slow == nil {
 			continue
@@ -282,7 +285,7 @@ func (rep *report) floorNotes() []string {
 		return nil
 	}
 	var parts []string
-	for _, mode := range []string{"sync", "pipelined", kubeMode, delegateMode, multusMode} {
+	for _, mode := range noteModes {
 		single, wave := find(rep.Single, mode, "slow"), find(rep.Waves, mode, "slow")
 		if single == nil || wave == nil {
 			continue

@@ -63,92 +63,79 @@ func (b *bench) measureMode(ctx context.Context, mode string, rep *report, waves
 	return b.stopPlugin()
 }
 
-// compareWaves runs the waves of pipelined mode (every case), of
-// containerd alone (none) and through Multus's design (delegateCases),
-// all of them in each of WaveRuns rounds, and adds the median of each.
-func (b *bench) compareWaves(ctx context.Context, rep *report) error {
-	type key struct{ mode, c string }
-	var order []key
-	for _, c := range cases {
-		order = append(order, key{"pipelined", c.name})
+// waveBlock is one mode's waves in a round of compareWaves: start and
+// stop bracket them (the plugin, or containerd's CNI configuration), and
+// annotation readies a case and returns its annotation.
+type waveBlock struct {
+	mode        string
+	cases       []string
+	start, stop func(context.Context) error
+	annotation  func(context.Context, string) (string, error)
+}
+
+// waveBlocks are the modes compareWaves compares: pipelined (every case),
+// containerd alone (none), Multus's design, and with --multus Kubernetes
+// mode and Multus (delegateCases).
+func (b *bench) waveBlocks() []waveBlock {
+	plugin := func(mode string) (start, stop func(context.Context) error) {
+		return func(ctx context.Context) error { return b.startPlugin(ctx, mode) }, func(context.Context) error { return b.stopPlugin() }
 	}
-	order = append(order, key{runtimeMode, "none"})
-	for _, c := range delegateCases {
-		order = append(order, key{delegateMode, c})
+	nothing := func(context.Context) error { return nil }
+	fixed := func(_ context.Context, c string) (string, error) { return annotationOf(c), nil }
+	var all []string
+	for _, c := range cases {
+		all = append(all, c.name)
+	}
+	start, stop := plugin("pipelined")
+	blocks := []waveBlock{
+		{"pipelined", all, start, stop, fixed},
+		{runtimeMode, []string{"none"}, nothing, nothing, fixed},
+		{delegateMode, delegateCases, nothing, b.dropDelegate, b.useDelegate},
 	}
 	if b.multus != nil {
-		for _, m := range []string{kubeMode, multusMode} {
-			for _, c := range delegateCases {
-				order = append(order, key{m, c})
-			}
-		}
+		start, stop := plugin(kubeMode)
+		blocks = append(blocks,
+			waveBlock{kubeMode, delegateCases, start, stop, fixed},
+			waveBlock{multusMode, delegateCases, b.useMultus, b.dropMultus, fixed})
 	}
+	return blocks
+}
+
+// compareWaves runs the waves of every waveBlock in each of WaveRuns
+// rounds, and adds the median of each. Each round starts with the next
+// block, so that no mode always follows the same one: what a wave leaves
+// behind (sandboxes being torn down, the API server's work) weighs on the
+// next.
+func (b *bench) compareWaves(ctx context.Context, rep *report) error {
+	type key struct{ mode, c string }
+	blocks := b.waveBlocks()
 	runs := map[key][]row{}
 	for run := range b.p.WaveRuns {
-		if err := b.startPlugin(ctx, "pipelined"); err != nil {
-			return err
-		}
-		for _, c := range cases {
-			row, err := b.wave(ctx, "pipelined", c.name, c.annotation, run)
-			if err != nil {
+		for i := range blocks {
+			bl := blocks[(i+run)%len(blocks)]
+			if err := bl.start(ctx); err != nil {
 				return err
 			}
-			runs[key{"pipelined", c.name}] = append(runs[key{"pipelined", c.name}], row)
-		}
-		if err := b.stopPlugin(); err != nil {
-			return err
-		}
-		row, err := b.wave(ctx, runtimeMode, "none", "", run)
-		if err != nil {
-			return err
-		}
-		runs[key{runtimeMode, "none"}] = append(runs[key{runtimeMode, "none"}], row)
-		for _, c := range delegateCases {
-			annotation, err := b.useDelegate(ctx, c)
-			if err != nil {
+			for _, c := range bl.cases {
+				annotation, err := bl.annotation(ctx, c)
+				if err == nil {
+					var r row
+					r, err = b.wave(ctx, bl.mode, c, annotation, run)
+					runs[key{bl.mode, c}] = append(runs[key{bl.mode, c}], r)
+				}
+				if err != nil {
+					return errors.Join(err, bl.stop(ctx))
+				}
+			}
+			if err := bl.stop(ctx); err != nil {
 				return err
 			}
-			row, err := b.wave(ctx, delegateMode, c, annotation, run)
-			if err != nil {
-				return err
-			}
-			runs[key{delegateMode, c}] = append(runs[key{delegateMode, c}], row)
-		}
-		if err := b.dropDelegate(ctx); err != nil {
-			return err
-		}
-		if b.multus == nil {
-			continue
-		}
-		if err := b.startPlugin(ctx, kubeMode); err != nil {
-			return err
-		}
-		for _, c := range delegateCases {
-			row, err := b.wave(ctx, kubeMode, c, annotationOf(c), run)
-			if err != nil {
-				return errors.Join(err, b.stopPlugin())
-			}
-			runs[key{kubeMode, c}] = append(runs[key{kubeMode, c}], row)
-		}
-		if err := b.stopPlugin(); err != nil {
-			return err
-		}
-		if err := b.useMultus(ctx); err != nil {
-			return err
-		}
-		for _, c := range delegateCases {
-			row, err := b.wave(ctx, multusMode, c, annotationOf(c), run)
-			if err != nil {
-				return err
-			}
-			runs[key{multusMode, c}] = append(runs[key{multusMode, c}], row)
-		}
-		if err := b.dropMultus(ctx); err != nil {
-			return err
 		}
 	}
-	for _, k := range order {
-		rep.Waves = append(rep.Waves, medianWave(runs[k]))
+	for _, bl := range blocks {
+		for _, c := range bl.cases {
+			rep.Waves = append(rep.Waves, medianWave(runs[key{bl.mode, c}]))
+		}
 	}
 	return nil
 }

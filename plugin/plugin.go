@@ -148,7 +148,9 @@ func (p *Plugin) setConfig(cfg *config.Config) error {
 	recs, _ := mgr.Records() // unreadable ones are healed by the resync
 	attached := map[string]bool{}
 	for _, r := range recs {
-		attached[r.SandboxID] = r.State == attach.StateAttached
+		if r.State == attach.StateAttached {
+			attached[r.SandboxID] = true
+		}
 	}
 	if err := p.sb.loadGates(cfg.StateDir, attached); err != nil {
 		p.log.WithError(err).Warn("reading the attach states of the wait-attached hook")

@@ -70,6 +70,10 @@ func newMultusSide(binary string) (*multusSide, error) {
 	if st, err := os.Stat(binary); err != nil || st.Mode()&0o111 == 0 || st.IsDir() {
 		return nil, fmt.Errorf("multus binary %s: not an executable file (%v)", binary, err)
 	}
+	out, err := exec.Command(binary, "-version").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("multus binary %s -version: %w: %s", binary, err, out)
+	}
 	dir, err := os.MkdirTemp("", "nri-netattach-bench-multus-")
 	if err != nil {
 		return nil, fmt.Errorf("multus binary: %w", err)
@@ -77,11 +81,6 @@ func newMultusSide(binary string) (*multusSide, error) {
 	if err := os.Symlink(binary, filepath.Join(dir, "multus")); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("multus binary: %w", err)
-	}
-	out, err := exec.Command(binary, "-version").CombinedOutput()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("multus binary %s -version: %w: %s", binary, err, out)
 	}
 	return &multusSide{binary: binary, version: strings.TrimSpace(string(out)), binDir: dir, uids: map[string]string{}}, nil
 }

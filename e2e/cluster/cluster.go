@@ -136,12 +136,7 @@ func DefaultBinDir() (string, error) {
 
 // CheckBinaries fails with the command that builds what is missing.
 func CheckBinaries(binDir string) error {
-	var missing []string
-	for _, b := range []string{"kube-apiserver", "kubelet", "etcd"} {
-		if st, err := os.Stat(filepath.Join(binDir, b)); err != nil || st.Mode()&0o111 == 0 {
-			missing = append(missing, b)
-		}
-	}
+	missing := missingBinaries(binDir, "kube-apiserver", "kubelet", "etcd")
 	for _, tool := range []string{"/usr/bin/unshare", "/usr/sbin/chroot", "/usr/bin/env"} {
 		if _, err := os.Stat(tool); err != nil {
 			missing = append(missing, tool)
@@ -151,6 +146,17 @@ func CheckBinaries(binDir string) error {
 		return fmt.Errorf("cluster tier: missing %s in %s: run hack/cluster-deps.sh (make cluster-deps)", strings.Join(missing, ", "), binDir)
 	}
 	return nil
+}
+
+// missingBinaries are those of names that are not executable files in binDir.
+func missingBinaries(binDir string, names ...string) []string {
+	var missing []string
+	for _, b := range names {
+		if st, err := os.Stat(filepath.Join(binDir, b)); err != nil || st.Mode()&0o111 == 0 {
+			missing = append(missing, b)
+		}
+	}
+	return missing
 }
 
 // Start brings up containerd, etcd, kube-apiserver (with the
@@ -218,10 +224,8 @@ func StartControlPlane(ctx context.Context, env *framework.Env, binDir string, l
 		}
 		binDir = d
 	}
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		if st, err := os.Stat(filepath.Join(binDir, b)); err != nil || st.Mode()&0o111 == 0 {
-			return nil, fmt.Errorf("control plane: no %s in %s: run hack/cluster-deps.sh (make cluster-deps)", b, binDir)
-		}
+	if missing := missingBinaries(binDir, "kube-apiserver", "etcd"); len(missing) > 0 {
+		return nil, fmt.Errorf("control plane: missing %s in %s: run hack/cluster-deps.sh (make cluster-deps)", strings.Join(missing, ", "), binDir)
 	}
 	repo, err := framework.RepoRoot()
 	if err != nil {

@@ -104,6 +104,16 @@ func procCPU(pid int) (self, children time.Duration, err error) {
 	return time.Duration(t[0]+t[1]) * clockTick, time.Duration(t[2]+t[3]) * clockTick, nil
 }
 
+// minus is what was used from earlier to s.
+func (s cpuSample) minus(earlier cpuSample) cpuSample {
+	return cpuSample{Busy: s.Busy - earlier.Busy, Self: s.Self - earlier.Self, Children: s.Children - earlier.Children, API: s.API - earlier.API}
+}
+
+// plus adds what other used to s.
+func (s cpuSample) plus(other cpuSample) cpuSample {
+	return cpuSample{Busy: s.Busy + other.Busy, Self: s.Self + other.Self, Children: s.Children + other.Children, API: s.API + other.API}
+}
+
 // use is what was used between s and a later sample, over pods pods.
 func (s cpuSample) use(later cpuSample, pods int) cpuUse {
 	u := cpuUse{MachineMs: ms(later.Busy - s.Busy), APIMs: ms(later.API - s.API)}

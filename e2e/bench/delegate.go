@@ -23,44 +23,12 @@ import (
 const delegateMode = "delegate"
 
 // runtimeMode is containerd alone: its primary network, no nri-netattach,
-// no delegating plugin. The wave without networks is the common baseline
-// of every mode: what a node without secondary networks takes.
+// no delegating plugin. Its pod and wave without networks are the common
+// baseline of every mode: what a node without secondary networks takes.
 const runtimeMode = "runtime"
-
-// measureRuntime measures single pods without networks on containerd
-// alone (its waves are in compareWaves).
-func (b *bench) measureRuntime(ctx context.Context, rep *report) error {
-	progress("%s alone: single pods, none (%d + 1 warm-up)", runtimeMode, b.p.Pods)
-	single, err := b.single(ctx, runtimeMode, "none", "")
-	if err != nil {
-		return err
-	}
-	rep.Single = append(rep.Single, single)
-	return nil
-}
 
 // delegateCases are the cases of the comparison, from cases.
 var delegateCases = []string{"none", "slow"}
-
-// measureDelegate measures single pods of delegateCases with e2e-delegate
-// as containerd's CNI network (its waves are in compareWaves), then puts
-// the primary network back.
-func (b *bench) measureDelegate(ctx context.Context, rep *report) (err error) {
-	defer func() { err = errors.Join(err, b.dropDelegate(ctx)) }()
-	for _, c := range delegateCases {
-		annotation, err := b.useDelegate(ctx, c)
-		if err != nil {
-			return err
-		}
-		progress("%s (Multus's design): single pods, %s (%d + 1 warm-up)", delegateMode, c, b.p.Pods)
-		row, err := b.single(ctx, delegateMode, c, annotation)
-		if err != nil {
-			return err
-		}
-		rep.Single = append(rep.Single, row)
-	}
-	return nil
-}
 
 func (b *bench) delegateConf() string {
 	return filepath.Join(b.env.CNIConfDir(), "05-delegate.conflist") // before the primary's file

@@ -162,29 +162,19 @@ func run(binary, multusBinary, out, logs string, timeout time.Duration, p params
 // phase (--skip-scale).
 var scaleOnly, skipScale bool
 
-// measure runs every phase: sync mode (single pods and waves), single
-// pods in pipelined mode, on containerd alone, through Multus's design and,
-// with --multus, in Kubernetes mode and through Multus, then the waves of
-// all of those interleaved (their comparison is the point, and a small
-// machine drifts by a second over minutes), the libcni floor, and scale.
+// measure runs every phase: single pods in both attach modes, on
+// containerd alone, through Multus's design and, with --multus, in
+// Kubernetes mode and through Multus, all interleaved round by round (their
+// comparison is the point, and a small machine drifts by a second over
+// minutes); sync mode's waves; the waves of all the others, interleaved
+// too; the libcni floor; and scale.
 func (b *bench) measure(ctx context.Context, rep *report) (err error) {
 	if !scaleOnly {
-		if err := b.measureMode(ctx, "sync", rep, true); err != nil {
+		if err := b.compareSingles(ctx, rep); err != nil {
 			return err
 		}
-		if err := b.measureMode(ctx, "pipelined", rep, false); err != nil {
+		if err := b.syncWaves(ctx, rep); err != nil {
 			return err
-		}
-		if err := b.measureRuntime(ctx, rep); err != nil {
-			return err
-		}
-		if err := b.measureDelegate(ctx, rep); err != nil {
-			return err
-		}
-		if b.multus != nil {
-			if err := b.measureMultus(ctx, rep); err != nil {
-				return err
-			}
 		}
 		if err := b.compareWaves(ctx, rep); err != nil {
 			return err

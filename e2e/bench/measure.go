@@ -26,57 +26,45 @@ const (
 	podTimeout = 2 * time.Minute
 )
 
-// measureMode runs the single-pod measurements with the plugin in
-// attachMode mode, and with waves the wave measurements too, and adds the
-// rows to rep.
-func (b *bench) measureMode(ctx context.Context, mode string, rep *report, waves bool) error {
-	progress("%s mode: starting nri-netattach", mode)
-	if err := b.startPlugin(ctx, mode); err != nil {
+// syncWaves runs sync mode's waves, its cases interleaved run by run.
+// They are not part of compareWaves: a sync wave of slow pods takes twice
+// as long as any other, and sync is not the default.
+func (b *bench) syncWaves(ctx context.Context, rep *report) error {
+	progress("sync mode: starting nri-netattach")
+	if err := b.startPlugin(ctx, "sync"); err != nil {
 		return err
 	}
-	for _, c := range cases {
-		progress("%s mode: single pods, %s (%d + 1 warm-up)", mode, c.name, b.p.Pods)
-		row, err := b.single(ctx, mode, c.name, c.annotation)
-		if err != nil {
-			return err
-		}
-		rep.Single = append(rep.Single, row)
-	}
-	if waves {
-		// Waves vary by a second from one to the next on a small machine:
-		// each case runs WaveRuns times, the cases interleaved, and the row
-		// is the run of median start time.
-		runs := make([][]row, len(cases))
-		for run := range b.p.WaveRuns {
-			for i, c := range cases {
-				row, err := b.wave(ctx, mode, c.name, c.annotation, run)
-				if err != nil {
-					return err
-				}
-				runs[i] = append(runs[i], row)
+	runs := make([][]row, len(cases))
+	for run := range b.p.WaveRuns {
+		for i, c := range cases {
+			row, err := b.wave(ctx, "sync", c.name, c.annotation, run)
+			if err != nil {
+				return errors.Join(err, b.stopPlugin())
 			}
+			runs[i] = append(runs[i], row)
 		}
-		for _, rs := range runs {
-			rep.Waves = append(rep.Waves, medianWave(rs))
-		}
+	}
+	for _, rs := range runs {
+		rep.Waves = append(rep.Waves, medianWave(rs))
 	}
 	return b.stopPlugin()
 }
 
-// waveBlock is one mode's waves in a round of compareWaves: start and
-// stop bracket them (the plugin, or containerd's CNI configuration), and
-// annotation readies a case and returns its annotation.
-type waveBlock struct {
+// modeBlock is one mode's share of a round of compareSingles or
+// compareWaves: start and stop bracket it (the plugin, or containerd's CNI
+// configuration), and annotation readies a case and returns its
+// annotation.
+type modeBlock struct {
 	mode        string
 	cases       []string
 	start, stop func(context.Context) error
 	annotation  func(context.Context, string) (string, error)
 }
 
-// waveBlocks are the modes compareWaves compares: pipelined (every case),
-// containerd alone (none), Multus's design, and with --multus Kubernetes
-// mode and Multus (delegateCases).
-func (b *bench) waveBlocks() []waveBlock {
+// modeBlocks are the modes compared round by round: with sync, sync mode
+// (every case); pipelined (every case), containerd alone (none), Multus's
+// design, and with --multus Kubernetes mode and Multus (delegateCases).
+func (b *bench) modeBlocks(sync bool) []modeBlock {
 	plugin := func(mode string) (start, stop func(context.Context) error) {
 		return func(ctx context.Context) error { return b.startPlugin(ctx, mode) }, func(context.Context) error { return b.stopPlugin() }
 	}
@@ -86,42 +74,42 @@ func (b *bench) waveBlocks() []waveBlock {
 	for _, c := range cases {
 		all = append(all, c.name)
 	}
-	start, stop := plugin("pipelined")
-	blocks := []waveBlock{
-		{"pipelined", all, start, stop, fixed},
-		{runtimeMode, []string{"none"}, nothing, nothing, fixed},
-		{delegateMode, delegateCases, nothing, b.dropDelegate, b.useDelegate},
+	var blocks []modeBlock
+	if sync {
+		start, stop := plugin("sync")
+		blocks = append(blocks, modeBlock{"sync", all, start, stop, fixed})
 	}
+	start, stop := plugin("pipelined")
+	blocks = append(blocks,
+		modeBlock{"pipelined", all, start, stop, fixed},
+		modeBlock{runtimeMode, []string{"none"}, nothing, nothing, fixed},
+		modeBlock{delegateMode, delegateCases, nothing, b.dropDelegate, b.useDelegate})
 	if b.multus != nil {
 		start, stop := plugin(kubeMode)
 		blocks = append(blocks,
-			waveBlock{kubeMode, delegateCases, start, stop, fixed},
-			waveBlock{multusMode, delegateCases, b.useMultus, b.dropMultus, fixed})
+			modeBlock{kubeMode, delegateCases, start, stop, fixed},
+			modeBlock{multusMode, delegateCases, b.useMultus, b.dropMultus, fixed})
 	}
 	return blocks
 }
 
-// compareWaves runs the waves of every waveBlock in each of WaveRuns
-// rounds, and adds the median of each. Each round starts with the next
-// block, so that no mode always follows the same one: what a wave leaves
-// behind (sandboxes being torn down, the API server's work) weighs on the
-// next.
-func (b *bench) compareWaves(ctx context.Context, rep *report) error {
-	type key struct{ mode, c string }
-	blocks := b.waveBlocks()
-	runs := map[key][]row{}
-	for run := range b.p.WaveRuns {
+// rounds runs fn for every case of every block in each of n rounds, the
+// block started before its cases and stopped after them. Each round starts
+// with the next block, so that no mode always follows the same one: what a
+// measurement leaves behind (sandboxes being torn down, the API server's
+// work) weighs on the next, and a small machine drifts by a second over
+// minutes.
+func rounds(ctx context.Context, blocks []modeBlock, n int, fn func(bl modeBlock, c, annotation string, round int) error) error {
+	for round := range n {
 		for i := range blocks {
-			bl := blocks[(i+run)%len(blocks)]
+			bl := blocks[(i+round)%len(blocks)]
 			if err := bl.start(ctx); err != nil {
 				return err
 			}
 			for _, c := range bl.cases {
 				annotation, err := bl.annotation(ctx, c)
 				if err == nil {
-					var r row
-					r, err = b.wave(ctx, bl.mode, c, annotation, run)
-					runs[key{bl.mode, c}] = append(runs[key{bl.mode, c}], r)
+					err = fn(bl, c, annotation, round)
 				}
 				if err != nil {
 					return errors.Join(err, bl.stop(ctx))
@@ -132,9 +120,58 @@ func (b *bench) compareWaves(ctx context.Context, rep *report) error {
 			}
 		}
 	}
+	return nil
+}
+
+type rowKey struct{ mode, c string }
+
+// singleRounds is how many rounds compareSingles splits each row's pods in.
+const singleRounds = 4
+
+// compareSingles measures the single-pod rows of every modeBlock, sync
+// included: each row's Pods pods in singleRounds batches, one batch per
+// round, so that every mode sees the same minutes of the machine.
+func (b *bench) compareSingles(ctx context.Context, rep *report) error {
+	blocks := b.modeBlocks(true)
+	n := min(singleRounds, b.p.Pods)
+	batches := map[rowKey][]singleBatch{}
+	err := rounds(ctx, blocks, n, func(bl modeBlock, c, annotation string, round int) error {
+		pods := b.p.Pods / n
+		if round < b.p.Pods%n {
+			pods++
+		}
+		progress("%s: single pods, %s (%d + 1 warm-up; round %d of %d)", bl.mode, c, pods, round+1, n)
+		sb, err := b.single(ctx, bl.mode, c, annotation, round, pods)
+		batches[rowKey{bl.mode, c}] = append(batches[rowKey{bl.mode, c}], sb)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	for _, bl := range blocks {
 		for _, c := range bl.cases {
-			rep.Waves = append(rep.Waves, medianWave(runs[key{bl.mode, c}]))
+			rep.Single = append(rep.Single, mergeSingles(bl.mode, c, countNetworks(annotationOf(c)), batches[rowKey{bl.mode, c}]))
+		}
+	}
+	return nil
+}
+
+// compareWaves runs the waves of every modeBlock but sync in each of
+// WaveRuns rounds, and adds the median of each.
+func (b *bench) compareWaves(ctx context.Context, rep *report) error {
+	blocks := b.modeBlocks(false)
+	runs := map[rowKey][]row{}
+	err := rounds(ctx, blocks, b.p.WaveRuns, func(bl modeBlock, c, annotation string, round int) error {
+		r, err := b.wave(ctx, bl.mode, c, annotation, round)
+		runs[rowKey{bl.mode, c}] = append(runs[rowKey{bl.mode, c}], r)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, bl := range blocks {
+		for _, c := range bl.cases {
+			rep.Waves = append(rep.Waves, medianWave(runs[rowKey{bl.mode, c}]))
 		}
 	}
 	return nil
@@ -163,51 +200,85 @@ func (b *bench) pluginPID() int {
 	return b.plugin.Cmd.Process.Pid
 }
 
-// single starts pods one after the other (after one warm-up pod, not
+// singleBatch is one batch of single pods of a row: each pod's times
+// until created and started, the CPU used over the batch, and the
+// plugin's attached events for its pods.
+type singleBatch struct {
+	created, started []time.Duration
+	cpu              cpuSample
+	retries          int
+	leftovers        []string
+	attached         []attached
+}
+
+// single starts n pods one after the other (after one warm-up pod, not
 // counted) and measures each one's RunPodSandbox + first CreateContainer
 // (created) and + its StartContainer (started).
-func (b *bench) single(ctx context.Context, mode, caseName, annotation string) (row, error) {
-	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: b.p.Pods}
-	prefix := fmt.Sprintf("s-%s-%s-", caseName, mode)
-	warm := fmt.Sprintf("warm-%s-%s", caseName, mode)
+func (b *bench) single(ctx context.Context, mode, caseName, annotation string, round, n int) (singleBatch, error) {
+	var sb singleBatch
+	prefix := fmt.Sprintf("s%d-%s-%s-", round, caseName, mode)
+	warm := fmt.Sprintf("warm%d-%s-%s", round, caseName, mode)
 	var ids []string
 	defer func() { b.removeAll(ids) }() // also on error, so that the next try starts clean
 	if apiMode(mode) {
 		names := []string{warm}
-		for i := range b.p.Pods {
+		for i := range n {
 			names = append(names, fmt.Sprintf("%s%d", prefix, i))
 		}
 		if err := b.createAPIPods(ctx, names, annotation); err != nil {
-			return r, err
+			return sb, err
 		}
 	}
 	ps, err := b.startPod(ctx, warm, annotation, time.Now())
 	ids = append(ids, ps.id)
 	if err != nil {
-		return r, err
+		return sb, err
 	}
-	var created, started []time.Duration
 	cpu0, err := b.sampleCPU()
 	if err != nil {
-		return r, err
+		return sb, err
 	}
-	for i := range b.p.Pods {
+	for i := range n {
 		ps, err := b.startPod(ctx, fmt.Sprintf("%s%d", prefix, i), annotation, time.Now())
 		ids = append(ids, ps.id)
 		if err != nil {
-			return r, err
+			return sb, err
 		}
-		created, started = append(created, ps.created), append(started, ps.started)
-		r.Retries += ps.tries - 1
+		sb.created, sb.started = append(sb.created, ps.created), append(sb.started, ps.started)
+		sb.retries += ps.tries - 1
 	}
 	cpu1, err := b.sampleCPU()
 	if err != nil {
-		return r, err
+		return sb, err
 	}
-	r.CPU = cpu0.use(cpu1, b.p.Pods)
+	sb.cpu = cpu1.minus(cpu0)
+	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: n}
+	err = b.finish(&r, prefix, ids)
+	sb.leftovers, sb.attached = r.Leftovers, r.attached
+	return sb, err
+}
+
+// mergeSingles is the row of a mode and case from its batches.
+func mergeSingles(mode, caseName string, networks int, batches []singleBatch) row {
+	r := row{Mode: mode, Case: caseName, Networks: networks}
+	var created, started []time.Duration
+	var cpu cpuSample
+	var att []attached
+	for _, sb := range batches {
+		created, started = append(created, sb.created...), append(started, sb.started...)
+		cpu = cpu.plus(sb.cpu)
+		att = append(att, sb.attached...)
+		r.Retries += sb.retries
+		r.Leftovers = append(r.Leftovers, sb.leftovers...)
+	}
+	r.Pods = len(started)
+	r.CPU = cpuSample{}.use(cpu, r.Pods)
 	r.CreatedP50, r.CreatedP95 = ms(percentile(created, 50)), ms(percentile(created, 95))
 	r.StartedP50, r.StartedP95 = ms(percentile(started, 50)), ms(percentile(started, 95))
-	return r, b.finish(&r, prefix, ids)
+	if len(att) > 0 {
+		r.fillOverhead(att)
+	}
+	return r
 }
 
 // wave starts b.p.Wave pods at once and measures the wall time until the
@@ -274,6 +345,7 @@ func (b *bench) finish(r *row, prefix string, ids []string) error {
 	if len(att) != r.Pods {
 		return fmt.Errorf("%s %s: the plugin reported %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
 	}
+	r.attached = att
 	r.fillOverhead(att)
 	return nil
 }

@@ -129,39 +129,6 @@ func (b *bench) startMultusControlPlane(ctx context.Context) error {
 	return nil
 }
 
-// measureMultus measures single pods of delegateCases with nri-netattach in
-// Kubernetes mode, then through Multus (their waves are in compareWaves),
-// then puts the primary network back.
-func (b *bench) measureMultus(ctx context.Context, rep *report) (err error) {
-	if err := b.startPlugin(ctx, kubeMode); err != nil {
-		return err
-	}
-	for _, c := range delegateCases {
-		progress("%s: single pods, %s (%d + 1 warm-up)", kubeMode, c, b.p.Pods)
-		row, err := b.single(ctx, kubeMode, c, annotationOf(c))
-		if err != nil {
-			return errors.Join(err, b.stopPlugin())
-		}
-		rep.Single = append(rep.Single, row)
-	}
-	if err := b.stopPlugin(); err != nil {
-		return err
-	}
-	if err := b.useMultus(ctx); err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, b.dropMultus(ctx)) }()
-	for _, c := range delegateCases {
-		progress("%s: single pods, %s (%d + 1 warm-up)", multusMode, c, b.p.Pods)
-		row, err := b.single(ctx, multusMode, c, annotationOf(c))
-		if err != nil {
-			return err
-		}
-		rep.Single = append(rep.Single, row)
-	}
-	return nil
-}
-
 func annotationOf(caseName string) string {
 	for _, c := range cases {
 		if c.name == caseName {

@@ -54,7 +54,7 @@ func main() {
 	logs := flag.String("logs", "", "copy containerd's and the plugin's logs into this directory at the end")
 	multus := flag.String("multus", "", "also measure Multus itself: the path of its thin plugin binary (needs kube-apiserver and etcd: make cluster-deps)")
 	p := full
-	flag.IntVar(&p.Pods, "pods", p.Pods, "single-pod samples per row (after one warm-up pod)")
+	flag.IntVar(&p.Pods, "pods", p.Pods, "single-pod samples per row (in up to four rounds, each after one warm-up pod)")
 	flag.IntVar(&p.Wave, "wave", p.Wave, "concurrent pods per wave")
 	flag.IntVar(&p.WaveRuns, "wave-runs", p.WaveRuns, "runs of each wave, cases interleaved; the median run is reported")
 	flag.IntVar(&p.SlowMs, "slow-ms", p.SlowMs, "milliseconds the slow test CNI plugin sleeps per ADD")

@@ -161,7 +161,7 @@ func (rep *report) evaluate() {
 		"own overhead = elapsed - cni from the plugin's attached events; sync: from RunPodSandbox entry, pipelined: the background attach only (resolve runs in RunPodSandbox). In a wave it includes waiting for a CPU",
 		"plugin cpu / cni cpu = CPU time (ms per pod, mean) of the plugin's own threads, and of the CNI plugin processes it ran, from /proc (10 ms ticks, summed over the row); machine cpu = the busy CPU time of the whole machine during the wave. runc's hook processes count in machine cpu only",
 		"delegate = Multus's design, modelled by the e2e-delegate test plugin as containerd's CNI network: inside the runtime's CNI call it ADDs the primary network, then each secondary one, through libcni, and saves them in a cache file; nri-netattach does not run. It makes no API server request and has no daemon, so it adds less than Multus does",
-		"the single-pod rows start with one warm-up pod that is not counted; a retry is a sandbox or container the runtime rejected and the bench tried again, as the kubelet would")
+		"each round of a single-pod row starts with one warm-up pod that is not counted; a retry is a sandbox or container the runtime rejected and the bench tried again, as the kubelet would")
 }
 
 // compare sets Ratio and Added of each row against the none row of its mode.

@@ -123,7 +123,19 @@ func rounds(ctx context.Context, blocks []modeBlock, n int, fn func(bl modeBlock
 	return nil
 }
 
+// rowKey names a row: a mode and a case.
 type rowKey struct{ mode, c string }
+
+// rowKeys are the rows of blocks, in the order the report lists them.
+func rowKeys(blocks []modeBlock) []rowKey {
+	var out []rowKey
+	for _, bl := range blocks {
+		for _, c := range bl.cases {
+			out = append(out, rowKey{bl.mode, c})
+		}
+	}
+	return out
+}
 
 // singleRounds is how many rounds compareSingles splits each row's pods in.
 const singleRounds = 4
@@ -148,10 +160,8 @@ func (b *bench) compareSingles(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	for _, bl := range blocks {
-		for _, c := range bl.cases {
-			rep.Single = append(rep.Single, mergeSingles(bl.mode, c, countNetworks(annotationOf(c)), batches[rowKey{bl.mode, c}]))
-		}
+	for _, k := range rowKeys(blocks) {
+		rep.Single = append(rep.Single, mergeSingles(k.mode, k.c, countNetworks(annotationOf(k.c)), batches[k]))
 	}
 	return nil
 }
@@ -169,10 +179,8 @@ func (b *bench) compareWaves(ctx context.Context, rep *report) error {
 	if err != nil {
 		return err
 	}
-	for _, bl := range blocks {
-		for _, c := range bl.cases {
-			rep.Waves = append(rep.Waves, medianWave(runs[rowKey{bl.mode, c}]))
-		}
+	for _, k := range rowKeys(blocks) {
+		rep.Waves = append(rep.Waves, medianWave(runs[k]))
 	}
 	return nil
 }

@@ -61,10 +61,10 @@ type modeBlock struct {
 	annotation  func(context.Context, string) (string, error)
 }
 
-// modeBlocks are the modes compared round by round: with sync, sync mode
+// modeBlocks are the modes compared round by round: withSync, sync mode
 // (every case); pipelined (every case), containerd alone (none), Multus's
 // design, and with --multus Kubernetes mode and Multus (delegateCases).
-func (b *bench) modeBlocks(sync bool) []modeBlock {
+func (b *bench) modeBlocks(withSync bool) []modeBlock {
 	plugin := func(mode string) (start, stop func(context.Context) error) {
 		return func(ctx context.Context) error { return b.startPlugin(ctx, mode) }, func(context.Context) error { return b.stopPlugin() }
 	}
@@ -75,7 +75,7 @@ func (b *bench) modeBlocks(sync bool) []modeBlock {
 		all = append(all, c.name)
 	}
 	var blocks []modeBlock
-	if sync {
+	if withSync {
 		start, stop := plugin("sync")
 		blocks = append(blocks, modeBlock{"sync", all, start, stop, fixed})
 	}
@@ -261,8 +261,8 @@ func (b *bench) single(ctx context.Context, mode, caseName, annotation string, r
 	}
 	sb.cpu = cpu1.minus(cpu0)
 	r := row{Mode: mode, Case: caseName, Networks: countNetworks(annotation), Pods: n}
-	err = b.finish(&r, prefix, ids)
-	sb.leftovers, sb.attached = r.Leftovers, r.attached
+	sb.attached, err = b.finish(&r, prefix, ids)
+	sb.leftovers = r.Leftovers
 	return sb, err
 }
 
@@ -283,9 +283,7 @@ func mergeSingles(mode, caseName string, networks int, batches []singleBatch) ro
 	r.CPU = cpuSample{}.use(cpu, r.Pods)
 	r.CreatedP50, r.CreatedP95 = ms(percentile(created, 50)), ms(percentile(created, 95))
 	r.StartedP50, r.StartedP95 = ms(percentile(started, 50)), ms(percentile(started, 95))
-	if len(att) > 0 {
-		r.fillOverhead(att)
-	}
+	r.fillOverhead(att)
 	return r
 }
 
@@ -319,24 +317,26 @@ func (b *bench) wave(ctx context.Context, mode, caseName, annotation string, run
 	}
 	r.CPU = cpu0.use(cpu1, b.p.Wave)
 	r.CreatedWall, r.StartedWall, r.Retries = ms(w.created), ms(w.started), w.retries
-	return r, b.finish(&r, prefix, w.ids)
+	att, err := b.finish(&r, prefix, w.ids)
+	r.fillOverhead(att)
+	return r, err
 }
 
-// finish removes the pods, checks that nothing is left, and fills in the
-// plugin's own overhead from its log.
-func (b *bench) finish(r *row, prefix string, ids []string) error {
+// finish removes the pods, checks that nothing is left (r.Leftovers), and
+// returns the plugin's attached events for them, one per pod.
+func (b *bench) finish(r *row, prefix string, ids []string) ([]attached, error) {
 	if apiMode(r.Mode) {
 		if err := b.awaitNetworkStatus(context.Background(), r.Mode); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := b.removeAll(ids); err != nil {
-		return err
+		return nil, err
 	}
 	clear(ids)
 	if apiMode(r.Mode) {
 		if err := b.deleteAPIPods(context.Background()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	r.Leftovers = b.leftovers()
@@ -344,18 +344,16 @@ func (b *bench) finish(r *row, prefix string, ids []string) error {
 		progress("LEAK after %s/%s: %v", r.Mode, r.Case, r.Leftovers)
 	}
 	if !r.nriNetattach() {
-		return nil
+		return nil, nil
 	}
 	att, err := attachedLines(b.plugin.LogPath, namespace+"/"+prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(att) != r.Pods {
-		return fmt.Errorf("%s %s: the plugin reported %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
+		return nil, fmt.Errorf("%s %s: the plugin reported %d attached pods for %d pods started", r.Mode, r.Case, len(att), r.Pods)
 	}
-	r.attached = att
-	r.fillOverhead(att)
-	return nil
+	return att, nil
 }
 
 // waveResult: the wave's pods, and the wall times (from the release of

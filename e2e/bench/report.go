@@ -48,8 +48,6 @@ type row struct {
 	OwnP95    float64  `json:"ownP95Ms,omitempty"`
 	Retries   int      `json:"retries"`
 	Leftovers []string `json:"leftovers"`
-	// attached are the plugin's attached events behind the row.
-	attached []attached
 }
 
 // nriNetattach: the row has nri-netattach's attached events (a mode of it,
